@@ -1,0 +1,1 @@
+//! Microsoft Graph mail client and wire types.

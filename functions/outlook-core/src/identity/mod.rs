@@ -1,0 +1,1 @@
+//! Entra ID (Microsoft identity platform v2.0) token client and error classification.

@@ -1,0 +1,1 @@
+//! Rule model, validation and evaluation (pure domain, no I/O).
