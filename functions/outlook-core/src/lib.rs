@@ -15,3 +15,5 @@ pub mod model;
 pub mod store;
 pub mod telemetry;
 pub mod vault;
+pub mod pages;
+pub mod connect;
