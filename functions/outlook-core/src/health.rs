@@ -151,6 +151,24 @@ impl Reason {
     }
 }
 
+/// The README's troubleshooting table, generated from this list (a test keeps them equal).
+pub fn troubleshooting_markdown() -> String {
+    let mut out = String::from("| Status reason (`code`) | What happened | What to do | Syncing |\n|---|---|---|---|\n");
+    for reason in Reason::ALL {
+        let syncing = if reason.needs_reconnect() {
+            "stopped until reconnected"
+        } else if matches!(reason, Reason::Throttled | Reason::MicrosoftUnavailable) {
+            "retries automatically"
+        } else if matches!(reason, Reason::MailboxOutsideAdminScope | Reason::SharedMailboxNotGranted | Reason::MailboxNotEnabled) {
+            "this mailbox stopped; others continue"
+        } else {
+            "stopped until fixed"
+        };
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", reason.code(), reason.message(), reason.fix(), syncing));
+    }
+    out
+}
+
 /// The reason plus a human explanation, as stored on records and shown by the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReason {
