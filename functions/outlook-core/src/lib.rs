@@ -17,3 +17,4 @@ pub mod telemetry;
 pub mod vault;
 pub mod pages;
 pub mod connect;
+pub mod sync;

@@ -1,0 +1,3 @@
+//! Mailbox sync: the scheduled dispatcher and the per-mailbox delta sync worker.
+
+pub mod dispatch;
