@@ -18,3 +18,4 @@ pub mod vault;
 pub mod pages;
 pub mod connect;
 pub mod sync;
+pub mod api;

@@ -95,9 +95,30 @@ pub struct FolderState {
     /// The `@odata.nextLink` to resume an unfinished round from (pages before it were handed on).
     #[serde(default)]
     pub page_link: Option<String>,
-    /// Messages received before this instant are history: first sync and resyncs start here.
+    /// Messages received before this instant are history, never handed to rules: set when the
+    /// folder starts being watched (minus an optional look-back).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub since: Option<OffsetDateTime>,
+    /// When the last delta round completed; a resync after an expired delta token starts a day
+    /// before it (not at `since`), so it replays little and stays under Graph's 5,000-item cap.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub round_completed_at: Option<OffsetDateTime>,
+}
+
+impl FolderState {
+    /// A folder that starts being watched at `now`; messages from `look_back` before count as new.
+    pub fn starting(folder: &str, now: OffsetDateTime, look_back: time::Duration) -> Self {
+        Self { folder: folder.to_owned(), since: Some(now - look_back), ..Self::default() }
+    }
+
+    /// Where a new delta round (first sync or resync) starts.
+    pub fn round_start(&self, now: OffsetDateTime) -> OffsetDateTime {
+        let since = self.since.unwrap_or(now);
+        match self.round_completed_at {
+            Some(done) => (done - time::Duration::days(1)).max(since),
+            None => since,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -171,7 +192,7 @@ impl Mailbox {
             status_reason: None,
             folders: folders
                 .iter()
-                .map(|f| (f.to_string(), FolderState { folder: f.to_string(), ..FolderState::default() }))
+                .map(|f| (f.to_string(), FolderState::starting(f, now, time::Duration::ZERO)))
                 .collect(),
             next_sync_at: now.unix_timestamp(),
             lease_owner: None,
