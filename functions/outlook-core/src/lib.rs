@@ -19,3 +19,4 @@ pub mod pages;
 pub mod connect;
 pub mod sync;
 pub mod api;
+pub mod tokens;

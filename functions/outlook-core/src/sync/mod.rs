@@ -1,3 +1,4 @@
 //! Mailbox sync: the scheduled dispatcher and the per-mailbox delta sync worker.
 
 pub mod dispatch;
+pub mod worker;

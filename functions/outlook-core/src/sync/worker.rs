@@ -1,0 +1,424 @@
+//! The mailbox sync worker: one sync-queue message = one mailbox.
+//!
+//! Order of writes, so that a crash at any point may repeat work but never loses a message:
+//! 1. take the mailbox lease (a second worker backs off);
+//! 2. per watched folder, page through the delta query from the stored link;
+//! 3. per page: record each new message id (`begin_handoff`), send the new ones to the rules
+//!    queue, mark them handed on, and only then checkpoint the page's next/delta link;
+//! 4. release the lease and schedule the next sync.
+//!
+//! A crash before step 3's checkpoint replays the page: ids already handed on are skipped, ids
+//! recorded but not marked are sent again (rule evaluation claims each message, so a second copy
+//! never acts twice).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use time::OffsetDateTime;
+
+use crate::graph::{GraphClient, GraphError, MailboxRef};
+use crate::health::{Reason, StatusReason};
+use crate::message::MailMessage;
+use crate::model::{AccountType, FolderState, Integration, IntegrationStatus, Mailbox, MailboxCounters, MailboxKey, MailboxKind, MailboxStatus};
+use crate::store::{HandoffState, Store, StoreError, SyncOutcome};
+use crate::tokens::{TokenError, TokenProvider};
+
+/// How long a worker holds a mailbox; longer than one invocation's timeout.
+pub const LEASE: Duration = Duration::from_secs(180);
+/// Steady-state interval between syncs of a mailbox.
+pub const SYNC_INTERVAL_SECS: i64 = 60;
+/// While the app's own credentials are broken, retry this rarely (no retry storm).
+pub const APP_CREDENTIALS_RETRY_SECS: i64 = 900;
+/// Delta page size (`Prefer: odata.maxpagesize`): large pages, few requests.
+pub const DELTA_PAGE_SIZE: u32 = 100;
+/// Pages per folder per invocation; the rest continues from the checkpoint next time.
+pub const MAX_PAGES_PER_FOLDER: usize = 50;
+/// The fields rules and the audit need (`$select`); the body only when rules need it.
+pub const SELECT: &[&str] = &[
+    "id",
+    "subject",
+    "from",
+    "sender",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "receivedDateTime",
+    "hasAttachments",
+    "importance",
+    "categories",
+    "flag",
+    "isRead",
+    "internetMessageId",
+    "internetMessageHeaders",
+    "parentFolderId",
+];
+
+/// The body of a rules-queue message: one new message of one mailbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RulesJob {
+    pub mailbox: MailboxKey,
+    pub address: String,
+    pub kind: MailboxKind,
+    pub account_type: AccountType,
+    pub tenant_id: String,
+    pub message: MailMessage,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SyncReport {
+    pub skipped: bool,
+    pub pages: u64,
+    pub messages_seen: u64,
+    pub handed_on: u64,
+    pub resyncs: u64,
+    pub graph_requests: u64,
+    /// Set when the integration or mailbox needs someone to act; nothing is retried.
+    pub status_reason: Option<Reason>,
+}
+
+#[derive(Debug, Error)]
+pub enum SyncError {
+    /// Microsoft asked us to wait; the job goes back to the queue and the mailbox is retried
+    /// after `retry_after`.
+    #[error("throttled by Microsoft; retry after {0:?}")]
+    Throttled(Duration),
+    #[error("transient failure: {0}")]
+    Transient(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Everything the worker needs, built once per cold start.
+pub struct SyncWorker<'a> {
+    pub store: &'a Store,
+    pub graph: &'a GraphClient,
+    pub tokens: &'a TokenProvider,
+    pub sqs: &'a aws_sdk_sqs::Client,
+    pub rules_queue_url: &'a str,
+    /// Unique per process (the lease owner).
+    pub worker_id: &'a str,
+}
+
+impl SyncWorker<'_> {
+    #[tracing::instrument(skip_all, fields(mailbox = %key.mailbox_id, workspace = %key.workspace_id))]
+    pub async fn sync_mailbox(&self, key: &MailboxKey, force: bool, now: OffsetDateTime) -> Result<SyncReport, SyncError> {
+        let Some(mailbox) = self.store.take_lease(key, self.worker_id, now, LEASE, force).await? else {
+            tracing::info!("mailbox not due, not active, or leased by another worker; skipping");
+            return Ok(SyncReport { skipped: true, ..SyncReport::default() });
+        };
+        let mut counters = MailboxCounters::default();
+        let result = self.sync_leased(&mailbox, &mut counters, now).await;
+        let finished_at = OffsetDateTime::now_utc();
+        let (outcome, result) = match result {
+            Ok(report) => {
+                let next = match report.status_reason {
+                    Some(Reason::AppCredentialsExpired | Reason::AppCredentialsInvalid) => APP_CREDENTIALS_RETRY_SECS,
+                    _ => SYNC_INTERVAL_SECS,
+                };
+                let success = report.status_reason.is_none();
+                (outcome(finished_at, next, success, counters, report.status_reason.map(|r| r.code().to_owned()), None), Ok(report))
+            }
+            Err(SyncError::Throttled(wait)) => {
+                counters.throttled += 1;
+                let until = finished_at.unix_timestamp() + wait.as_secs().max(1) as i64;
+                (outcome(finished_at, wait.as_secs().max(1) as i64, false, counters, Some("throttled".into()), Some(until)), Err(SyncError::Throttled(wait)))
+            }
+            Err(err) => {
+                counters.failures += 1;
+                (outcome(finished_at, SYNC_INTERVAL_SECS, false, counters, Some(err.to_string()), None), Err(err))
+            }
+        };
+        match self.store.release_lease(key, self.worker_id, &outcome).await {
+            // The lease ran out and another worker took over: its own release wins.
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(other) => return Err(other.into()),
+        }
+        result
+    }
+
+    async fn sync_leased(&self, mailbox: &Mailbox, counters: &mut MailboxCounters, now: OffsetDateTime) -> Result<SyncReport, SyncError> {
+        let mut report = SyncReport::default();
+        let Some(integration) = self.store.get_integration(&mailbox.workspace_id, &mailbox.integration_id).await? else {
+            return Ok(SyncReport { skipped: true, ..report });
+        };
+        if integration.status == IntegrationStatus::NeedsReconnect || integration.status == IntegrationStatus::Disconnected {
+            return Ok(SyncReport { skipped: true, ..report });
+        }
+        let token = match self.tokens.access_token(&integration).await {
+            Ok(token) => token,
+            Err(TokenError::Identity(failure)) if failure.is_retryable() => {
+                return Err(SyncError::Transient(failure.to_string()));
+            }
+            Err(TokenError::Identity(failure)) => {
+                let reason = crate::tokens::reason_for(&failure);
+                self.mark_integration_broken(&integration, reason, now).await?;
+                report.status_reason = Some(reason);
+                return Ok(report);
+            }
+            Err(other) => return Err(SyncError::Transient(other.to_string())),
+        };
+        if integration.status == IntegrationStatus::AdminActionRequired {
+            // The credentials work again (e.g. the operator rotated the app secret).
+            self.mark_integration_connected(&integration).await?;
+        }
+        let mailbox_ref = match mailbox.kind {
+            MailboxKind::Own => MailboxRef::Me,
+            _ => MailboxRef::User(mailbox.address.clone()),
+        };
+        for folder in mailbox.folders.values() {
+            match self.sync_folder(mailbox, &integration, &mailbox_ref, &token, folder.clone(), now, &mut report).await {
+                Ok(()) => {}
+                Err(FolderError::Blocked(reason)) => {
+                    self.block_mailbox(mailbox, reason).await?;
+                    report.status_reason = Some(reason);
+                    return Ok(report);
+                }
+                Err(FolderError::Sync(err)) => return Err(err),
+            }
+        }
+        counters.resyncs = report.resyncs;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_folder(
+        &self,
+        mailbox: &Mailbox,
+        integration: &Integration,
+        mailbox_ref: &MailboxRef,
+        token: &secrecy::SecretString,
+        mut state: FolderState,
+        now: OffsetDateTime,
+        report: &mut SyncReport,
+    ) -> Result<(), FolderError> {
+        let key = mailbox.key();
+        let mut resynced = false;
+        for _ in 0..MAX_PAGES_PER_FOLDER {
+            let link = state.page_link.clone().or_else(|| state.delta_link.clone());
+            let page = match &link {
+                Some(link) => self.graph.delta_follow(token, mailbox_ref, link, DELTA_PAGE_SIZE).await,
+                None => {
+                    // A new round starts at the folder's watermark: history before the folder
+                    // was watched is never handed to rules.
+                    let since = state.round_start(now);
+                    self.graph.delta_start(token, mailbox_ref, &state.folder, SELECT, DELTA_PAGE_SIZE, Some(since)).await
+                }
+            };
+            report.graph_requests += 1;
+            let page = match page {
+                Ok(page) => page,
+                Err(GraphError::SyncStateExpired) if !resynced => {
+                    // Start a new round from the folder's watermark; ids already handed on are
+                    // skipped by their processed-message records, so nothing acts twice.
+                    tracing::warn!(folder = %state.folder, "delta token expired; resyncing folder");
+                    state.delta_link = None;
+                    state.page_link = None;
+                    resynced = true;
+                    report.resyncs += 1;
+                    continue;
+                }
+                Err(err) => return Err(classify_graph_error(err, mailbox)),
+            };
+            report.pages += 1;
+            let mut fresh = Vec::new();
+            for item in page.value {
+                if item.is_removed() {
+                    continue;
+                }
+                report.messages_seen += 1;
+                let message = match item.into_mail_message(&state.folder) {
+                    Ok(message) => message,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "skipping a message Graph returned in an unexpected shape");
+                        continue;
+                    }
+                };
+                match self.store.begin_handoff(&mailbox.workspace_id, &mailbox.mailbox_id, &message.id, now).await? {
+                    HandoffState::New | HandoffState::Pending => fresh.push(message),
+                    HandoffState::HandedOn => {}
+                }
+            }
+            let handed = self.hand_on(mailbox, integration, &fresh).await?;
+            report.handed_on += handed;
+            match (page.next_link, page.delta_link) {
+                (Some(next), _) => state.page_link = Some(next),
+                (None, Some(delta)) => {
+                    state.page_link = None;
+                    state.delta_link = Some(delta);
+                    state.round_completed_at = Some(now);
+                }
+                (None, None) => return Err(FolderError::Sync(SyncError::Transient("delta page without a next or delta link".into()))),
+            }
+            self.store.checkpoint_folder(&key, self.worker_id, &state, handed).await?;
+            if state.page_link.is_none() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends new messages to the rules queue and marks them handed on. Returns how many.
+    async fn hand_on(&self, mailbox: &Mailbox, integration: &Integration, messages: &[MailMessage]) -> Result<u64, SyncError> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let jobs: Vec<String> = messages
+            .iter()
+            .map(|message| {
+                serde_json::to_string(&RulesJob {
+                    mailbox: mailbox.key(),
+                    address: mailbox.address.clone(),
+                    kind: mailbox.kind,
+                    account_type: integration.account_type,
+                    tenant_id: integration.tenant_id.clone(),
+                    message: message.clone(),
+                })
+                .expect("rules jobs serialize")
+            })
+            .collect();
+        for (chunk_index, chunk) in jobs.chunks(10).enumerate() {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(format!("{chunk_index}-{i}"))
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect::<Vec<_>>();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(self.rules_queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| SyncError::Transient(format!("rules queue: {e}")))?;
+            if !out.failed.is_empty() {
+                return Err(SyncError::Transient(format!("rules queue refused {} messages", out.failed.len())));
+            }
+        }
+        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        self.store.mark_handed_on(&mailbox.mailbox_id, &ids, OffsetDateTime::now_utc()).await?;
+        Ok(ids.len() as u64)
+    }
+
+    /// Records why an integration stopped working. A personal integration that needs a new
+    /// sign-in leaves the schedule (no retry storm) until it is reconnected.
+    async fn mark_integration_broken(&self, integration: &Integration, reason: Reason, now: OffsetDateTime) -> Result<(), SyncError> {
+        let status = if reason.needs_reconnect() && integration.account_type == AccountType::Personal {
+            IntegrationStatus::NeedsReconnect
+        } else {
+            IntegrationStatus::AdminActionRequired
+        };
+        let mut current = integration.clone();
+        loop {
+            // Only if the credential we failed with is still the current one: a reconnect that
+            // happened meanwhile must not be undone.
+            if current.credential_generation != integration.credential_generation || current.status == IntegrationStatus::Disconnected {
+                return Ok(());
+            }
+            current.status = status;
+            current.status_reason = Some(StatusReason::from(reason));
+            current.updated_at = now;
+            match self.store.save_integration(&current).await {
+                Ok(_) => break,
+                Err(StoreError::Conflict) => match self.store.get_integration(&integration.workspace_id, &integration.integration_id).await? {
+                    Some(fresh) => current = fresh,
+                    None => return Ok(()),
+                },
+                Err(other) => return Err(other.into()),
+            }
+        }
+        tracing::warn!(reason = reason.code(), integration = %integration.integration_id, "integration needs attention");
+        let pause = status == IntegrationStatus::NeedsReconnect || reason == Reason::AppRemovedFromTenant || reason == Reason::TenantNotFound;
+        if pause {
+            self.store
+                .set_integration_mailboxes_paused(&integration.workspace_id, &integration.integration_id, true, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn mark_integration_connected(&self, integration: &Integration) -> Result<(), SyncError> {
+        let mut current = integration.clone();
+        current.status = IntegrationStatus::Connected;
+        current.status_reason = None;
+        current.updated_at = OffsetDateTime::now_utc();
+        match self.store.save_integration(&current).await {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn block_mailbox(&self, mailbox: &Mailbox, reason: Reason) -> Result<(), SyncError> {
+        let mut current = mailbox.clone();
+        loop {
+            current.status = MailboxStatus::Blocked;
+            current.status_reason = Some(StatusReason::from(reason));
+            match self.store.save_mailbox(&current).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict) => match self.store.get_mailbox(&mailbox.key()).await? {
+                    Some(fresh) => current = fresh,
+                    None => return Ok(()),
+                },
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+}
+
+enum FolderError {
+    Blocked(Reason),
+    Sync(SyncError),
+}
+
+impl From<StoreError> for FolderError {
+    fn from(err: StoreError) -> Self {
+        FolderError::Sync(err.into())
+    }
+}
+
+impl From<SyncError> for FolderError {
+    fn from(err: SyncError) -> Self {
+        FolderError::Sync(err)
+    }
+}
+
+fn classify_graph_error(err: GraphError, mailbox: &Mailbox) -> FolderError {
+    match err {
+        GraphError::Throttled { retry_after } => FolderError::Sync(SyncError::Throttled(retry_after)),
+        GraphError::Forbidden { .. } if err_is_outside_scope(&err) => FolderError::Blocked(Reason::MailboxOutsideAdminScope),
+        GraphError::Forbidden { ref code, .. } if code.eq_ignore_ascii_case("MailboxNotEnabledForRESTAPI") => {
+            FolderError::Blocked(Reason::MailboxNotEnabled)
+        }
+        GraphError::Forbidden { .. } if mailbox.kind == MailboxKind::Shared => FolderError::Blocked(Reason::SharedMailboxNotGranted),
+        GraphError::Forbidden { .. } if mailbox.kind == MailboxKind::Organization => FolderError::Blocked(Reason::MailboxOutsideAdminScope),
+        other => FolderError::Sync(SyncError::Transient(other.to_string())),
+    }
+}
+
+fn err_is_outside_scope(err: &GraphError) -> bool {
+    err.is_mailbox_outside_app_scope()
+}
+
+fn outcome(
+    finished_at: OffsetDateTime,
+    next_in_secs: i64,
+    success: bool,
+    counters: MailboxCounters,
+    last_error: Option<String>,
+    throttled_until: Option<i64>,
+) -> SyncOutcome {
+    SyncOutcome {
+        finished_at,
+        next_sync_at: finished_at.unix_timestamp() + next_in_secs,
+        success,
+        counters,
+        last_error,
+        throttled_until,
+    }
+}
