@@ -20,3 +20,4 @@ pub mod connect;
 pub mod sync;
 pub mod api;
 pub mod tokens;
+pub mod services;

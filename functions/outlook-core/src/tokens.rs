@@ -68,6 +68,11 @@ impl TokenProvider {
         }
     }
 
+    /// An app-only token for a tenant (cached); also how admin consent is proven.
+    pub async fn app_token(&self, tenant_id: &str) -> Result<SecretString, TokenError> {
+        Ok(self.app_tokens.token(tenant_id).await?)
+    }
+
     /// Drops a cached token Graph refused (401), so the next call gets a new one.
     pub async fn invalidate(&self, integration: &Integration) {
         match integration.account_type {

@@ -110,8 +110,8 @@ pub fn aadsts_code(description: &str) -> Option<u32> {
 /// The page for an error Microsoft redirected back with. Nothing was stored.
 pub fn microsoft_error_page(error: &str, description: &str, organization: bool) -> ResultPage {
     let code = aadsts_code(description);
-    let admin_approval = matches!(code, Some(90094 | 90095 | 65001 | 90099)) && !organization
-        || error == "consent_required" && !organization;
+    let admin_approval =
+        !organization && (matches!(code, Some(90094 | 90095 | 65001 | 90099)) || error == "consent_required");
     if admin_approval {
         return ResultPage::problem(
             403,

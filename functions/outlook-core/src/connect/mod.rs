@@ -2,6 +2,7 @@
 //! (authorization code + PKCE sign-in), from the start URL to the callback's result page.
 
 pub mod callback_params;
+pub mod flows;
 
 use std::str::FromStr;
 

@@ -505,9 +505,7 @@ fn parse_mailbox_key(item: &Item) -> Option<MailboxKey> {
     let pk = item.get("pk")?.as_s().ok()?;
     let sk = item.get("sk")?.as_s().ok()?;
     let ws = pk.strip_prefix("WS#")?;
-    let mut parts = sk.strip_prefix("MBX#")?.splitn(2, '#');
-    let int = parts.next()?;
-    let mbx = parts.next()?;
+    let (int, mbx) = sk.strip_prefix("MBX#")?.split_once('#')?;
     Some(MailboxKey {
         workspace_id: WorkspaceId::parse(ws).ok()?,
         integration_id: IntegrationId::parse(int).ok()?,
