@@ -151,10 +151,10 @@ pub struct Mailbox {
     pub folders: BTreeMap<String, FolderState>,
     /// Unix seconds of the next scheduled sync.
     pub next_sync_at: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_owner: Option<String>,
     /// Unix milliseconds until which `lease_owner` holds the mailbox.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until_ms: Option<i64>,
     #[serde(default)]
     pub counters: MailboxCounters,
@@ -163,7 +163,7 @@ pub struct Mailbox {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_successful_sync_at: Option<OffsetDateTime>,
     /// Unix seconds until which Microsoft asked us to wait.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttled_until: Option<i64>,
     #[serde(default)]
     pub last_error: Option<String>,

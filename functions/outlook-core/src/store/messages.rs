@@ -100,7 +100,7 @@ impl Store {
             .expression_attribute_values(":now", s(rfc3339(now)))
             .expression_attribute_values(":ttl", n(ttl(now)))
             .expression_attribute_values(":ws", s(ws.as_str()))
-            .return_values(ReturnValue::UpdatedOld)
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(dynamo_err)?;

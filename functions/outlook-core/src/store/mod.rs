@@ -21,7 +21,7 @@ mod rulesets;
 mod states;
 
 pub use actions::{ActionClaim, ActionRecord, ActionState};
-pub use messages::{AuditRecord, EvaluationClaim, HandoffState};
+pub use messages::{AuditAction, AuditRecord, AuditRule, EvaluationClaim, HandoffState};
 pub use rulesets::{ALL_MAILBOXES, StoredRuleSet};
 pub use states::{ConsumeError, OAuthState, StateError, new_state_value, state_key};
 

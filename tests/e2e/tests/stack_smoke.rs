@@ -1,0 +1,402 @@
+//! The local stack itself: provisioning from `infra/template.yaml` against the AWS emulator, and
+//! the Lambda harness running a real binary (the test-only `echo-lambda`) behind cargo-lambda.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{KeyType, ProjectionType, TimeToLiveStatus};
+use aws_sdk_sqs::types::QueueAttributeName;
+use e2e::{
+    FunctionHarness, HttpApiGateway, InvokeError, LocalStack, SqsEventSource, provision,
+    unique_prefix,
+};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn provisioning_creates_the_template_table_with_its_index_and_ttl() {
+    let stack = LocalStack::from_env()
+        .await
+        .expect("local stack is up (make stack-up)");
+    let resources = provision(stack.sdk_config(), &unique_prefix("smoke-table"))
+        .await
+        .unwrap();
+    let dynamo = aws_sdk_dynamodb::Client::new(stack.sdk_config());
+
+    let table = dynamo
+        .describe_table()
+        .table_name(&resources.table_name)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let keys: Vec<(&str, &KeyType)> = table
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type()))
+        .collect();
+    assert_eq!(keys, vec![("pk", &KeyType::Hash), ("sk", &KeyType::Range)]);
+    let gsi = &table.global_secondary_indexes()[0];
+    assert_eq!(gsi.index_name(), Some("due-index"));
+    let gsi_keys: Vec<&str> = gsi
+        .key_schema()
+        .iter()
+        .map(|k| k.attribute_name())
+        .collect();
+    assert_eq!(gsi_keys, vec!["gsi1pk", "gsi1sk"]);
+    assert_eq!(
+        gsi.projection().and_then(|p| p.projection_type()),
+        Some(&ProjectionType::KeysOnly)
+    );
+
+    let ttl = dynamo
+        .describe_time_to_live()
+        .table_name(&resources.table_name)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+}
+
+#[tokio::test]
+async fn provisioning_creates_the_queues_with_their_redrive_policies_and_the_app_secret() {
+    let stack = LocalStack::from_env()
+        .await
+        .expect("local stack is up (make stack-up)");
+    let prefix = unique_prefix("smoke-queues");
+    let resources = provision(stack.sdk_config(), &prefix).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(stack.sdk_config());
+
+    for (queue, dlq) in [
+        (&resources.sync_queue_url, &resources.sync_dlq_url),
+        (&resources.rules_queue_url, &resources.rules_dlq_url),
+    ] {
+        let attributes = |url: &str| {
+            let sqs = sqs.clone();
+            let url = url.to_owned();
+            async move {
+                sqs.get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(QueueAttributeName::All)
+                    .send()
+                    .await
+                    .unwrap()
+                    .attributes
+                    .unwrap()
+            }
+        };
+        let (queue_attributes, dlq_attributes) = (attributes(queue).await, attributes(dlq).await);
+        let policy: Value =
+            serde_json::from_str(&queue_attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
+        assert_eq!(
+            policy["deadLetterTargetArn"],
+            dlq_attributes[&QueueAttributeName::QueueArn].as_str()
+        );
+        assert_eq!(policy["maxReceiveCount"].to_string().trim_matches('"'), "5");
+        let visibility: u64 = queue_attributes[&QueueAttributeName::VisibilityTimeout]
+            .parse()
+            .unwrap();
+        assert!(visibility >= 360, "visibility timeout {visibility}");
+        assert!(!dlq_attributes.contains_key(&QueueAttributeName::RedrivePolicy));
+    }
+
+    let secrets = aws_sdk_secretsmanager::Client::new(stack.sdk_config());
+    let secret = secrets
+        .get_secret_value()
+        .secret_id(&resources.app_credentials_secret_id)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        secret.name().unwrap().starts_with(&format!("{prefix}/")),
+        "{:?}",
+        secret.name()
+    );
+    let value: Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
+    assert!(
+        value["client_secret"]
+            .as_str()
+            .is_some_and(|s| s.len() == 40),
+        "a generated placeholder: {value}"
+    );
+    assert_eq!(
+        resources.token_secret_prefix,
+        format!("{prefix}/integrations/")
+    );
+}
+
+#[tokio::test]
+async fn function_environments_come_from_the_template_with_local_names() {
+    let stack = LocalStack::from_env()
+        .await
+        .expect("local stack is up (make stack-up)");
+    let resources = provision(stack.sdk_config(), &unique_prefix("smoke-env"))
+        .await
+        .unwrap();
+    let env = |bin: &str| -> std::collections::BTreeMap<String, String> {
+        resources
+            .function_env(
+                bin,
+                &[("AppClientId", "11111111-2222-3333-4444-555555555555")],
+            )
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let sync = env("mailbox-sync");
+    assert_eq!(sync["TABLE_NAME"], resources.table_name);
+    assert_eq!(sync["RULES_QUEUE_URL"], resources.rules_queue_url);
+    assert_eq!(
+        sync["APP_CREDENTIALS_SECRET_ID"],
+        resources.app_credentials_secret_id
+    );
+    assert_eq!(sync["TOKEN_SECRET_PREFIX"], resources.token_secret_prefix);
+    assert_eq!(
+        sync["APP_CLIENT_ID"],
+        "11111111-2222-3333-4444-555555555555"
+    );
+    assert_eq!(sync["GRAPH_BASE_URL"], "https://graph.microsoft.com/v1.0");
+    assert_eq!(
+        env("sync-dispatcher")["SYNC_QUEUE_URL"],
+        resources.sync_queue_url
+    );
+    let api = env("management-api");
+    assert!(
+        !api.contains_key("PUBLIC_BASE_URL"),
+        "depends on the HTTP API: the caller sets it"
+    );
+    assert!(
+        !api.contains_key("API_JWT_ISSUER"),
+        "a parameter without default stays unset"
+    );
+}
+
+async fn echo(env: &[(&str, &str)]) -> FunctionHarness {
+    FunctionHarness::start("echo-lambda", env)
+        .await
+        .expect("echo-lambda starts")
+}
+
+#[tokio::test]
+async fn the_harness_invokes_a_real_binary_as_a_lambda_function() {
+    let harness = echo(&[("GREETING", "hello")]).await;
+    let out = harness
+        .invoke(&json!({"n": 1, "env": "GREETING"}))
+        .await
+        .unwrap();
+    assert_eq!(out["echo"]["n"], 1);
+    assert_eq!(out["env"], "hello");
+    assert_eq!(out["runtime"]["function_name"], "echo-lambda");
+    assert_eq!(
+        out["runtime"]["invoked_function_arn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:echo-lambda"
+    );
+    let remaining = out["runtime"]["remaining_ms"].as_i64().unwrap();
+    assert!(
+        (1..=30_000).contains(&remaining),
+        "deadline is now + timeout, not 1970: {remaining}"
+    );
+
+    let err = harness.invoke(&json!({"fail": "boom"})).await.unwrap_err();
+    assert!(
+        matches!(&err, InvokeError::Function { error_message, .. } if error_message == "boom"),
+        "{err:?}"
+    );
+    // Still serving after a function error.
+    assert_eq!(
+        harness.invoke(&json!({"n": 2})).await.unwrap()["echo"]["n"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_harness_serves_http_functions_through_function_urls() {
+    let harness = echo(&[]).await;
+    let url = format!("{}/connect/start?x=1", harness.http_base_url());
+    let response = reqwest::get(&url).await.unwrap();
+    let status = response.status();
+    let echo_header = response.headers().get("x-echo").cloned();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(echo_header.unwrap(), "1");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["path"], "/connect/start");
+    assert_eq!(body["query"], "x=1");
+    assert_eq!(body["method"], "GET");
+}
+
+#[tokio::test]
+async fn a_killed_function_fails_its_invocation_and_restarts_cold() {
+    let harness = Arc::new(echo(&[]).await);
+    let first_pid = harness.pid().await.unwrap();
+
+    // Crash mid-invocation: the invocation fails like Lambda's Runtime.ExitError.
+    let slow = tokio::spawn({
+        let harness = harness.clone();
+        async move { harness.invoke(&json!({"sleep_ms": 10_000})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    harness.kill().await;
+    assert!(!harness.is_running().await);
+    let err = tokio::time::timeout(Duration::from_secs(10), slow)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, InvokeError::Crashed { .. }), "{err:?}");
+
+    // An invocation sent while no process runs waits for the restart, then runs once.
+    let queued = tokio::spawn({
+        let harness = harness.clone();
+        async move { harness.invoke(&json!({"n": "queued"})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    harness.restart().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), queued)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(out["echo"]["n"], "queued");
+    assert_ne!(
+        out["runtime"]["pid"].as_u64().unwrap(),
+        u64::from(first_pid),
+        "a new process"
+    );
+    assert_eq!(
+        harness.invoke(&json!({"n": 3})).await.unwrap()["echo"]["n"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_function_process_that_exits_fails_its_invocation() {
+    let harness = echo(&[]).await;
+    let err = harness.invoke(&json!({"exit": 3})).await.unwrap_err();
+    assert!(
+        matches!(&err, InvokeError::Crashed { error_message } if error_message.contains("exit")),
+        "{err:?}"
+    );
+    assert!(!harness.is_running().await);
+    harness.restart().await.unwrap();
+    assert_eq!(
+        harness.invoke(&json!({"n": 4})).await.unwrap()["echo"]["n"],
+        4
+    );
+}
+
+#[tokio::test]
+async fn the_http_api_routes_paths_to_functions_like_api_gateway() {
+    let gateway = HttpApiGateway::start().await.unwrap();
+    let harness = echo(&[("PUBLIC_BASE_URL", gateway.base_url())]).await;
+    gateway.add_route("ANY", "/api/{proxy+}", &harness);
+    gateway.add_route("GET", "/connect", &harness);
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/integrations?limit=2", gateway.base_url()))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (body["method"].as_str(), body["path"].as_str()),
+        (Some("POST"), Some("/api/integrations"))
+    );
+    assert_eq!(body["query"], "limit=2");
+
+    assert_eq!(
+        reqwest::get(format!("{}/connect", gateway.base_url()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for unrouted in ["/connect/x", "/nope", "/api"] {
+        let status = reqwest::get(format!("{}{unrouted}", gateway.base_url()))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "{unrouted}");
+    }
+    let out = harness
+        .invoke(&json!({"env": "PUBLIC_BASE_URL"}))
+        .await
+        .unwrap();
+    assert_eq!(out["env"], gateway.base_url());
+}
+
+#[tokio::test]
+async fn each_simulator_runs_on_its_own_port_and_stops_with_its_handle() {
+    let (a, b) = tokio::try_join!(e2e::SimProcess::start(1), e2e::SimProcess::start(2)).unwrap();
+    assert_ne!(a.base_url, b.base_url);
+    assert_eq!(a.graph_base_url(), format!("{}/v1.0", a.base_url));
+    let pid = a.pid().unwrap();
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains(") Z"),
+        "m365-sim {pid} still runs: {state}"
+    );
+    assert!(
+        reqwest::get(&b.base_url).await.is_ok(),
+        "the other simulator still answers"
+    );
+}
+
+#[tokio::test]
+async fn the_sqs_event_source_deletes_successes_and_redrives_reported_failures() {
+    let stack = LocalStack::from_env()
+        .await
+        .expect("local stack is up (make stack-up)");
+    let resources = provision(stack.sdk_config(), &unique_prefix("smoke-sqs"))
+        .await
+        .unwrap();
+    let harness = echo(&[]).await;
+    let source = SqsEventSource::new(
+        stack.sdk_config(),
+        &resources.sync_queue_url,
+        &resources.queue_arns["SyncQueue"],
+        5,
+        true,
+    );
+    let sqs = aws_sdk_sqs::Client::new(stack.sdk_config());
+    for body in ["one", "fail", "two"] {
+        sqs.send_message()
+            .queue_url(&resources.sync_queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let batch = source.poll_once(&harness).await.unwrap();
+    assert_eq!(batch.message_ids.len(), 3);
+    assert_eq!(batch.failed.len(), 1);
+    assert!(
+        source.poll_once(&harness).await.unwrap().is_empty(),
+        "the failure is invisible until retried"
+    );
+
+    // maxReceiveCount is 5: four more receives, then the failure moves to the dead-letter queue.
+    let mut batch = batch;
+    for _ in 0..4 {
+        source.retry_now(&batch).await.unwrap();
+        batch = source.poll_once(&harness).await.unwrap();
+        assert_eq!(batch.failed.len(), 1);
+    }
+    source.retry_now(&batch).await.unwrap();
+    assert!(source.poll_once(&harness).await.unwrap().is_empty());
+    let dead = sqs
+        .receive_message()
+        .queue_url(&resources.sync_dlq_url)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = dead.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, vec!["fail"]);
+}
