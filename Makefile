@@ -72,7 +72,7 @@ test: setup build ## every test of the workspace against the local stack (starts
 	cargo test --workspace --doc
 	$(WITH_STACK) $(TEST_CMD)
 
-demo: setup build-stack ## run the product end to end on the local stack and print a report
+demo: setup build ## run the product end to end on the local stack and print a report
 	$(WITH_STACK) cargo run --quiet -p e2e --bin demo
 
 soak: setup build ## long reliability run (ignored tests named soak, release build)

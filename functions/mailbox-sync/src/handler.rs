@@ -17,6 +17,7 @@ pub(crate) async fn handle(services: &Services, worker_id: &str, event: LambdaEv
         sqs: &services.sqs,
         rules_queue_url: services.config.rules_queue_url.as_deref().unwrap_or_default(),
         worker_id,
+        lease: services.config.sync_lease,
     };
     let worker = &worker;
     let failures: Vec<Option<BatchItemFailure>> = futures::stream::iter(event.payload.records)

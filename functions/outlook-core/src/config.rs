@@ -52,6 +52,9 @@ pub struct Config {
     pub api_jwt: Option<ApiJwtConfig>,
     /// Timeout of one HTTP request to Microsoft (connect + response).
     pub http_timeout: Duration,
+    /// How long a sync worker holds a mailbox before another may take over (a crashed worker's
+    /// mailbox resumes after this).
+    pub sync_lease: Duration,
 }
 
 impl Config {
@@ -81,6 +84,18 @@ impl Config {
                 reason: e.to_string(),
             })?),
         };
+        let sync_lease = match get("SYNC_LEASE_SECONDS") {
+            None => Duration::from_secs(180),
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs) if secs > 0 => Duration::from_secs(secs),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "SYNC_LEASE_SECONDS",
+                        reason: "must be a positive whole number of seconds".into(),
+                    });
+                }
+            },
+        };
         Ok(Self {
             table_name: required("TABLE_NAME")?,
             graph_base_url: url(
@@ -99,6 +114,7 @@ impl Config {
             rules_queue_url: get("RULES_QUEUE_URL"),
             api_jwt,
             http_timeout,
+            sync_lease,
         })
     }
 

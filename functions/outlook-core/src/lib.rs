@@ -21,3 +21,4 @@ pub mod sync;
 pub mod api;
 pub mod tokens;
 pub mod services;
+pub mod rules_exec;

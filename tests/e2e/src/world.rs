@@ -8,6 +8,13 @@ use std::collections::BTreeMap;
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
+use outlook_core::api::auth::Caller;
+use outlook_core::connect::flows::{StartOptions, handle_callback, start};
+use outlook_core::ids::{IntegrationId, WorkspaceId};
+use outlook_core::model::Integration;
+use outlook_core::services::Services;
+use time::OffsetDateTime;
+
 use crate::{FunctionHarness, HttpApiGateway, LocalStack, Resources, SimProcess, provision, unique_prefix};
 
 /// The Graph application permissions and delegated scopes the product asks for
@@ -112,15 +119,19 @@ impl World {
         let mut env = self.function_env(binary)?;
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let harness = FunctionHarness::start(binary, &env).await?;
-        self.gateway.add(&harness)?;
+        let has_routes =
+            self.resources.template().function_by_binary(binary).is_some_and(|f| !f.http_routes.is_empty());
+        if has_routes {
+            self.gateway.add(&harness)?;
+        }
         Ok(harness)
     }
 
     /// The library's services against this world (what a function builds at cold start).
-    pub async fn services(&self) -> anyhow::Result<outlook_core::services::Services> {
+    pub async fn services(&self) -> anyhow::Result<Services> {
         let env: BTreeMap<String, String> = self.function_env("management-api")?.into_iter().collect();
         let config = outlook_core::config::Config::from_lookup(|k| env.get(k).cloned())?;
-        Ok(outlook_core::services::Services::build(config, self.stack.sdk_config()).await?)
+        Ok(Services::build(config, self.stack.sdk_config()).await?)
     }
 
     pub fn store(&self) -> outlook_core::store::Store {
@@ -164,6 +175,102 @@ impl World {
             .ok_or_else(|| anyhow!("redirect without location"))?
             .to_owned();
         self.callback(&location, cookie).await
+    }
+
+    /// Connects the world's tenant organization-wide for `workspace` (admin approves) and
+    /// returns the integration. Microsoft's redirect is handled in-process by the same library
+    /// function the `oauth-callback` binary runs.
+    pub async fn connect_organization(
+        &self,
+        services: &Services,
+        workspace: &str,
+        mailboxes: &[&str],
+    ) -> anyhow::Result<Integration> {
+        self.sim_put(
+            "/interactive",
+            &json!({"admin_consent": "approve", "user_consent": "approve", "admin_tenant": self.tenant_id}),
+        )
+        .await?;
+        let options = StartOptions::Organization {
+            mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
+            tenant: None,
+        };
+        self.connect(services, workspace, options, None).await
+    }
+
+    /// Connects `user` personally (with `shared` mailboxes) for `workspace`; with `reconnect`,
+    /// signs in again for that integration.
+    pub async fn connect_personal(
+        &self,
+        services: &Services,
+        workspace: &str,
+        user: &str,
+        shared: &[&str],
+        reconnect: Option<&IntegrationId>,
+    ) -> anyhow::Result<Integration> {
+        self.sim_put(
+            "/interactive",
+            &json!({"signin_user": user, "user_consent": "approve", "admin_consent": "approve"}),
+        )
+        .await?;
+        let options = StartOptions::Personal {
+            shared_mailboxes: shared.iter().map(|m| m.to_string()).collect(),
+            login_hint: None,
+        };
+        self.connect(services, workspace, options, reconnect).await
+    }
+
+    async fn connect(
+        &self,
+        services: &Services,
+        workspace: &str,
+        options: StartOptions,
+        reconnect: Option<&IntegrationId>,
+    ) -> anyhow::Result<Integration> {
+        let caller = Caller { workspace_id: WorkspaceId::parse(workspace)?, subject: "test".into() };
+        let now = OffsetDateTime::now_utc();
+        let flow = start(services, &caller, options, reconnect, false, now).await.map_err(|e| anyhow!("start: {e}"))?;
+        let redirect = self.http.get(flow.url.as_str()).send().await?;
+        let location = redirect
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("sign-in did not redirect"))?;
+        let query = url::Url::parse(location)?.query().unwrap_or_default().to_owned();
+        let page = handle_callback(services, &query, None, now).await;
+        if !page.success {
+            bail!("connect failed ({}): {} {}", page.status, page.title, page.message);
+        }
+        let integrations = services.store.list_integrations(&caller.workspace_id).await?;
+        let newest = integrations
+            .into_iter()
+            .max_by_key(|i| i.updated_at)
+            .ok_or_else(|| anyhow!("no integration stored"))?;
+        Ok(newest)
+    }
+
+    /// Delivers messages (simulator JSON, see its README) into `mailbox`; returns their
+    /// immutable ids.
+    pub async fn deliver(&self, mailbox: &str, messages: Vec<Value>) -> anyhow::Result<Vec<String>> {
+        let out = self.sim_post(&format!("/mailboxes/{mailbox}/messages"), &json!({"messages": messages})).await?;
+        Ok(out["messages"]
+            .as_array()
+            .ok_or_else(|| anyhow!("no messages in {out}"))?
+            .iter()
+            .filter_map(|m| m["immutable_id"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Graph and token requests the simulator logged after `since` (a `seq`), of `kind`.
+    pub async fn requests_since(&self, since: u64, kind: &str) -> anyhow::Result<Vec<Value>> {
+        let out = self.sim_get(&format!("/requests?since={since}&kind={kind}")).await?;
+        Ok(out["requests"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The newest request sequence number of the simulator's log.
+    pub async fn last_request_seq(&self) -> anyhow::Result<u64> {
+        let out = self.sim_get("/requests?kind=graph").await?;
+        Ok(out["last_seq"].as_u64().unwrap_or(0))
     }
 
     /// Calls the callback URL as the browser would.

@@ -885,3 +885,135 @@ async fn batch_combines_the_requests_of_a_mailbox() {
     assert_eq!(unbatched_one, (2, 0));
     assert_eq!(unbatched_many, (2 * N, 0));
 }
+
+#[tokio::test]
+async fn a_copy_is_not_repeated_after_a_crash_before_it_was_recorded() {
+    let world = World::new("rules-copy").await;
+    // A body condition: the job carries no body, so the function fetches it.
+    world
+        .put_rules(
+            "*",
+            json!({"version": 1, "rules": [{
+                "id": "keep-a-copy", "name": "Keep a copy", "order": 1,
+                "conditions": [{"bodyContains": ["invoice attached"]}],
+                "actions": [{"copyToFolder": {"path": "Copies/Invoices"}}]
+            }]}),
+        )
+        .await;
+    let id = world.deliver("Invoice 2024-120").await;
+    let job = world.job(&id).await;
+    assert!(job.message.body.is_none());
+    let function = world.function().await;
+    let response = function.invoke(&event(&[("sqs-1", &job)])).await.unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    assert_eq!(world.folder_messages("Copies/Invoices").await.len(), 1);
+    assert_eq!(
+        world.sim_message(&id).await["folder_path"],
+        "Inbox",
+        "a copy leaves the original"
+    );
+
+    // Make it look as if that attempt died after Graph copied but before it recorded the copy:
+    // the action claim still open (lease expired), the evaluation not completed.
+    let table = &world.resources.table_name;
+    let act_pk = format!("ACT#{}#{id}", world.mailbox.mailbox_id);
+    let copy_sk = world
+        .dynamo
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(act_pk.clone()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|i| {
+            i.get("sk")?
+                .as_s()
+                .ok()
+                .filter(|s| s.starts_with("copy:"))
+                .cloned()
+        })
+        .expect("copy claim");
+    world
+        .dynamo
+        .update_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(act_pk))
+        .key("sk", AttributeValue::S(copy_sk))
+        .update_expression("SET #s = :claimed, #o = :crashed, lease_until_ms = :zero")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_names("#o", "owner")
+        .expression_attribute_values(":claimed", AttributeValue::S("claimed".into()))
+        .expression_attribute_values(":crashed", AttributeValue::S("crashed-worker".into()))
+        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+        .send()
+        .await
+        .unwrap();
+    world
+        .dynamo
+        .update_item()
+        .table_name(table)
+        .key(
+            "pk",
+            AttributeValue::S(format!("MSG#{}#{id}", world.mailbox.mailbox_id)),
+        )
+        .key("sk", AttributeValue::S("MSG".into()))
+        .update_expression("REMOVE evaluated_at, eval_lease_until_ms")
+        .send()
+        .await
+        .unwrap();
+
+    let before = world.last_request_seq().await;
+    let response = function.invoke(&event(&[("sqs-1", &job)])).await.unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    let requests = world.graph_requests_since(before).await;
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r["path"].as_str().unwrap().ends_with("/copy")),
+        "the copy was found, not made again: {requests:#?}"
+    );
+    assert_eq!(world.folder_messages("Copies/Invoices").await.len(), 1);
+    assert_eq!(
+        statuses(&world.audit_of(&id).await),
+        pairs(&[("copy", "applied")])
+    );
+}
+
+#[tokio::test]
+async fn jobs_of_a_disconnected_integration_are_acknowledged_with_a_note() {
+    let world = World::new("rules-disconnected").await;
+    world.put_rules("*", invoice_rules()).await;
+    let id = world.deliver("Invoice 2024-121").await;
+    let job = world.job(&id).await;
+    let mut integration = world
+        .store
+        .get_integration(
+            &world.integration.workspace_id,
+            &world.integration.integration_id,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    integration.status = IntegrationStatus::NeedsReconnect;
+    world.store.save_integration(&integration).await.unwrap();
+
+    let function = world.function().await;
+    let before = world.last_request_seq().await;
+    let response = function.invoke(&event(&[("sqs-1", &job)])).await.unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    assert!(world.graph_requests_since(before).await.is_empty());
+    assert_eq!(world.sim_message(&id).await["folder_path"], "Inbox");
+    let audit = world.audit_of(&id).await;
+    assert_eq!(statuses(&audit), pairs(&[("evaluation", "skipped")]));
+    assert!(
+        audit.actions[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("needs_reconnect")),
+        "{audit:?}"
+    );
+}

@@ -2,6 +2,12 @@
 //! audit and "sync now", plus the connect page. Errors are JSON with a stable code.
 
 pub mod auth;
+pub mod connect_page;
+pub mod dto;
+pub mod handlers;
+pub mod http;
+pub mod routes;
+pub mod server;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -23,6 +29,12 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("a dependency failed; try again")]
     Unavailable,
+    /// A rule set with problems: every problem, each naming the rule and the field.
+    #[error("the rule set has {} problem(s); nothing was saved", .0.len())]
+    InvalidRules(Vec<crate::rules::RuleValidationError>),
+    /// Optimistic concurrency: the client's version is not the stored one.
+    #[error("the rule set was changed meanwhile: its version is now {current}; read it again and reapply your change")]
+    VersionConflict { current: u64 },
 }
 
 /// One validation problem, naming the field (and rule) it is about.
@@ -41,8 +53,11 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     code: &'a str,
     message: String,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    details: &'a [FieldError],
+    /// Field errors (`Invalid`) or rule validation errors (`InvalidRules`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<serde_json::Value>,
+    #[serde(rename = "currentVersion", skip_serializing_if = "Option::is_none")]
+    current_version: Option<u64>,
 }
 
 impl ApiError {
@@ -59,6 +74,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::TooLarge(_) => 413,
             ApiError::Unavailable => 503,
+            ApiError::InvalidRules(_) => 400,
+            ApiError::VersionConflict { .. } => 409,
         }
     }
 
@@ -71,16 +88,23 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::Unavailable => "unavailable",
+            ApiError::InvalidRules(_) => "invalid_rules",
+            ApiError::VersionConflict { .. } => "version_conflict",
         }
     }
 
     pub fn body(&self) -> String {
-        let details: &[FieldError] = match self {
-            ApiError::Invalid { details, .. } => details,
-            _ => &[],
+        let details = match self {
+            ApiError::Invalid { details, .. } if !details.is_empty() => serde_json::to_value(details).ok(),
+            ApiError::InvalidRules(errors) => serde_json::to_value(errors).ok(),
+            _ => None,
         };
-        serde_json::to_string(&ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string(), details } })
-            .expect("error bodies serialize")
+        let current_version = match self {
+            ApiError::VersionConflict { current } => Some(*current),
+            _ => None,
+        };
+        let error = ErrorDetail { code: self.code(), message: self.to_string(), details, current_version };
+        serde_json::to_string(&ErrorBody { error }).expect("error bodies serialize")
     }
 }
 

@@ -148,10 +148,11 @@ pub enum RequestKind {
     ListCategories,
     CreateCategory,
     Batch,
+    ListMessages,
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 17] = [
+    pub const ALL: [RequestKind; 18] = [
         RequestKind::GetUser,
         RequestKind::ListFolders,
         RequestKind::GetFolder,
@@ -169,6 +170,7 @@ impl RequestKind {
         RequestKind::ListCategories,
         RequestKind::CreateCategory,
         RequestKind::Batch,
+        RequestKind::ListMessages,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -190,6 +192,7 @@ impl RequestKind {
             RequestKind::ListCategories => "list_categories",
             RequestKind::CreateCategory => "create_category",
             RequestKind::Batch => "batch",
+            RequestKind::ListMessages => "list_messages",
         }
     }
 
@@ -214,6 +217,7 @@ impl RequestKind {
                 "/{mailbox}/outlook/masterCategories"
             }
             RequestKind::Batch => "/$batch",
+            RequestKind::ListMessages => "/{mailbox}/mailFolders/{id}/messages",
         }
     }
 }
@@ -615,6 +619,32 @@ impl GraphClient {
             &mut self.budget(),
         )
         .await
+    }
+
+    /// The newest `top` messages of a folder (id or well-known name), newest first: one page of
+    /// `GET .../mailFolders/{id}/messages?$orderby=receivedDateTime desc&$top=N` (for the
+    /// management API's dry run; sync uses delta queries). `top` is clamped to 1..=1000.
+    pub async fn list_recent_messages(
+        &self,
+        token: &SecretString,
+        mailbox: &MailboxRef,
+        folder_id: &str,
+        select: &[&str],
+        top: u32,
+    ) -> Result<Vec<GraphMessage>, GraphError> {
+        let mut query = select_query(select);
+        query.push(("$orderby", "receivedDateTime desc".into()));
+        query.push(("$top", top.clamp(1, 1000).to_string()));
+        let url = self.url(mailbox, &["mailFolders", folder_id, "messages"], &query);
+        let page: Collection<GraphMessage> = self
+            .send_json(
+                token,
+                mailbox,
+                Call::new(RequestKind::ListMessages, Method::GET, url),
+                &mut self.budget(),
+            )
+            .await?;
+        Ok(page.value)
     }
 
     /// Sets categories, read state, flag and/or importance.

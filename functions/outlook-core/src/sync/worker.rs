@@ -7,9 +7,10 @@
 //!    queue, mark them handed on, and only then checkpoint the page's next/delta link;
 //! 4. release the lease and schedule the next sync.
 //!
-//! A crash before step 3's checkpoint replays the page: ids already handed on are skipped, ids
-//! recorded but not marked are sent again (rule evaluation claims each message, so a second copy
-//! never acts twice).
+//! A crash before step 3's checkpoint replays the page: ids already handed on are skipped; ids
+//! recorded but not yet marked (at most the one SQS batch of ten in flight) are sent again.
+//! SQS offers no transactional send, so this is the one place a message can reach the rules
+//! queue twice; rule evaluation claims each message id, so the second copy never acts.
 
 use std::time::Duration;
 
@@ -24,8 +25,6 @@ use crate::model::{AccountType, FolderState, Integration, IntegrationStatus, Mai
 use crate::store::{HandoffState, Store, StoreError, SyncOutcome};
 use crate::tokens::{TokenError, TokenProvider};
 
-/// How long a worker holds a mailbox; longer than one invocation's timeout.
-pub const LEASE: Duration = Duration::from_secs(180);
 /// Steady-state interval between syncs of a mailbox.
 pub const SYNC_INTERVAL_SECS: i64 = 60;
 /// While the app's own credentials are broken, retry this rarely (no retry storm).
@@ -96,19 +95,26 @@ pub struct SyncWorker<'a> {
     pub tokens: &'a TokenProvider,
     pub sqs: &'a aws_sdk_sqs::Client,
     pub rules_queue_url: &'a str,
-    /// Unique per process (the lease owner).
+    /// Unique per process; each sync attempt's lease owner starts with it (for the logs).
     pub worker_id: &'a str,
+    /// How long the worker holds a mailbox; longer than one invocation's timeout
+    /// (`Config::sync_lease`).
+    pub lease: Duration,
 }
 
 impl SyncWorker<'_> {
     #[tracing::instrument(skip_all, fields(mailbox = %key.mailbox_id, workspace = %key.workspace_id))]
     pub async fn sync_mailbox(&self, key: &MailboxKey, force: bool, now: OffsetDateTime) -> Result<SyncReport, SyncError> {
-        let Some(mailbox) = self.store.take_lease(key, self.worker_id, now, LEASE, force).await? else {
+        // One owner per attempt, not per process: two jobs for the same mailbox in one batch
+        // must exclude each other too.
+        let owner = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
+        let owner = owner.as_str();
+        let Some(mailbox) = self.store.take_lease(key, owner, now, self.lease, force).await? else {
             tracing::info!("mailbox not due, not active, or leased by another worker; skipping");
             return Ok(SyncReport { skipped: true, ..SyncReport::default() });
         };
         let mut counters = MailboxCounters::default();
-        let result = self.sync_leased(&mailbox, &mut counters, now).await;
+        let result = self.sync_leased(&mailbox, owner, &mut counters, now).await;
         let finished_at = OffsetDateTime::now_utc();
         let (outcome, result) = match result {
             Ok(report) => {
@@ -129,7 +135,7 @@ impl SyncWorker<'_> {
                 (outcome(finished_at, SYNC_INTERVAL_SECS, false, counters, Some(err.to_string()), None), Err(err))
             }
         };
-        match self.store.release_lease(key, self.worker_id, &outcome).await {
+        match self.store.release_lease(key, owner, &outcome).await {
             // The lease ran out and another worker took over: its own release wins.
             Ok(()) | Err(StoreError::Conflict) => {}
             Err(other) => return Err(other.into()),
@@ -137,7 +143,13 @@ impl SyncWorker<'_> {
         result
     }
 
-    async fn sync_leased(&self, mailbox: &Mailbox, counters: &mut MailboxCounters, now: OffsetDateTime) -> Result<SyncReport, SyncError> {
+    async fn sync_leased(
+        &self,
+        mailbox: &Mailbox,
+        owner: &str,
+        counters: &mut MailboxCounters,
+        now: OffsetDateTime,
+    ) -> Result<SyncReport, SyncError> {
         let mut report = SyncReport::default();
         let Some(integration) = self.store.get_integration(&mailbox.workspace_id, &mailbox.integration_id).await? else {
             return Ok(SyncReport { skipped: true, ..report });
@@ -145,18 +157,8 @@ impl SyncWorker<'_> {
         if integration.status == IntegrationStatus::NeedsReconnect || integration.status == IntegrationStatus::Disconnected {
             return Ok(SyncReport { skipped: true, ..report });
         }
-        let token = match self.tokens.access_token(&integration).await {
-            Ok(token) => token,
-            Err(TokenError::Identity(failure)) if failure.is_retryable() => {
-                return Err(SyncError::Transient(failure.to_string()));
-            }
-            Err(TokenError::Identity(failure)) => {
-                let reason = crate::tokens::reason_for(&failure);
-                self.mark_integration_broken(&integration, reason, now).await?;
-                report.status_reason = Some(reason);
-                return Ok(report);
-            }
-            Err(other) => return Err(SyncError::Transient(other.to_string())),
+        let Some(mut token) = self.token(&integration, now, &mut report).await? else {
+            return Ok(report);
         };
         if integration.status == IntegrationStatus::AdminActionRequired {
             // The credentials work again (e.g. the operator rotated the app secret).
@@ -166,25 +168,68 @@ impl SyncWorker<'_> {
             MailboxKind::Own => MailboxRef::Me,
             _ => MailboxRef::User(mailbox.address.clone()),
         };
+        let mut renewed_token = false;
         for folder in mailbox.folders.values() {
-            match self.sync_folder(mailbox, &integration, &mailbox_ref, &token, folder.clone(), now, &mut report).await {
-                Ok(()) => {}
-                Err(FolderError::Blocked(reason)) => {
-                    self.block_mailbox(mailbox, reason).await?;
-                    report.status_reason = Some(reason);
-                    return Ok(report);
+            loop {
+                match self.sync_folder(mailbox, owner, &integration, &mailbox_ref, &token, folder.clone(), now, &mut report).await {
+                    Ok(()) => break,
+                    // Graph refused a token that was valid when cached: revoked (password change,
+                    // app removed) or expired early. Get a new one once; a refused refresh tells why.
+                    Err(FolderError::Unauthorized) if !renewed_token => {
+                        renewed_token = true;
+                        self.tokens.invalidate(&integration).await;
+                        match self.token(&integration, now, &mut report).await? {
+                            Some(fresh) => token = fresh,
+                            None => return Ok(report),
+                        }
+                    }
+                    Err(FolderError::Unauthorized) => {
+                        return Err(SyncError::Transient("Graph refused a freshly issued token".into()));
+                    }
+                    Err(FolderError::Blocked(reason)) => {
+                        self.block_mailbox(mailbox, reason).await?;
+                        report.status_reason = Some(reason);
+                        return Ok(report);
+                    }
+                    Err(FolderError::Sync(err)) => return Err(err),
                 }
-                Err(FolderError::Sync(err)) => return Err(err),
             }
         }
         counters.resyncs = report.resyncs;
         Ok(report)
     }
 
+    /// An access token, or `None` when the integration is broken (recorded, with the reason, on
+    /// the integration and in `report`).
+    async fn token(
+        &self,
+        integration: &Integration,
+        now: OffsetDateTime,
+        report: &mut SyncReport,
+    ) -> Result<Option<secrecy::SecretString>, SyncError> {
+        match self.tokens.access_token(integration).await {
+            Ok(token) => Ok(Some(token)),
+            Err(TokenError::Identity(failure)) if failure.is_retryable() => Err(SyncError::Transient(failure.to_string())),
+            Err(TokenError::Identity(failure)) => {
+                let reason = crate::tokens::reason_for(&failure);
+                self.mark_integration_broken(integration, reason, now).await?;
+                report.status_reason = Some(reason);
+                Ok(None)
+            }
+            Err(TokenError::NoRefreshToken) => {
+                self.mark_integration_broken(integration, Reason::RefreshTokenExpired, now).await?;
+                report.status_reason = Some(Reason::RefreshTokenExpired);
+                Ok(None)
+            }
+            Err(other) => Err(SyncError::Transient(other.to_string())),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn sync_folder(
         &self,
         mailbox: &Mailbox,
+        owner: &str,
         integration: &Integration,
         mailbox_ref: &MailboxRef,
         token: &secrecy::SecretString,
@@ -250,7 +295,7 @@ impl SyncWorker<'_> {
                 }
                 (None, None) => return Err(FolderError::Sync(SyncError::Transient("delta page without a next or delta link".into()))),
             }
-            self.store.checkpoint_folder(&key, self.worker_id, &state, handed).await?;
+            self.store.checkpoint_folder(&key, owner, &state, handed).await?;
             if state.page_link.is_none() {
                 return Ok(());
             }
@@ -277,7 +322,9 @@ impl SyncWorker<'_> {
                 .expect("rules jobs serialize")
             })
             .collect();
-        for (chunk_index, chunk) in jobs.chunks(10).enumerate() {
+        // Marked after every batch of ten, so a crash re-sends at most the batch in flight (SQS
+        // has no transactional send; rule evaluation's claim discards that second copy).
+        for (chunk_index, (chunk, batch)) in jobs.chunks(10).zip(messages.chunks(10)).enumerate() {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -300,10 +347,10 @@ impl SyncWorker<'_> {
             if !out.failed.is_empty() {
                 return Err(SyncError::Transient(format!("rules queue refused {} messages", out.failed.len())));
             }
+            let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+            self.store.mark_handed_on(&mailbox.mailbox_id, &ids, OffsetDateTime::now_utc()).await?;
         }
-        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
-        self.store.mark_handed_on(&mailbox.mailbox_id, &ids, OffsetDateTime::now_utc()).await?;
-        Ok(ids.len() as u64)
+        Ok(messages.len() as u64)
     }
 
     /// Records why an integration stopped working. A personal integration that needs a new
@@ -372,6 +419,7 @@ impl SyncWorker<'_> {
 }
 
 enum FolderError {
+    Unauthorized,
     Blocked(Reason),
     Sync(SyncError),
 }
@@ -391,6 +439,7 @@ impl From<SyncError> for FolderError {
 fn classify_graph_error(err: GraphError, mailbox: &Mailbox) -> FolderError {
     match err {
         GraphError::Throttled { retry_after } => FolderError::Sync(SyncError::Throttled(retry_after)),
+        GraphError::Unauthorized { .. } => FolderError::Unauthorized,
         GraphError::Forbidden { .. } if err_is_outside_scope(&err) => FolderError::Blocked(Reason::MailboxOutsideAdminScope),
         GraphError::Forbidden { ref code, .. } if code.eq_ignore_ascii_case("MailboxNotEnabledForRESTAPI") => {
             FolderError::Blocked(Reason::MailboxNotEnabled)
