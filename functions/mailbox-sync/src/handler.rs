@@ -18,6 +18,7 @@ pub(crate) async fn handle(services: &Services, worker_id: &str, event: LambdaEv
         rules_queue_url: services.config.rules_queue_url.as_deref().unwrap_or_default(),
         worker_id,
         lease: services.config.sync_lease,
+        interval: services.config.sync_interval,
     };
     let worker = &worker;
     let failures: Vec<Option<BatchItemFailure>> = futures::stream::iter(event.payload.records)

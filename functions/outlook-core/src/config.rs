@@ -55,6 +55,9 @@ pub struct Config {
     /// How long a sync worker holds a mailbox before another may take over (a crashed worker's
     /// mailbox resumes after this).
     pub sync_lease: Duration,
+    /// Time between two syncs of a mailbox (the schedule ticks every minute; a shorter interval
+    /// only matters locally, where the demo runs several ticks in a few seconds).
+    pub sync_interval: Duration,
 }
 
 impl Config {
@@ -84,18 +87,15 @@ impl Config {
                 reason: e.to_string(),
             })?),
         };
-        let sync_lease = match get("SYNC_LEASE_SECONDS") {
-            None => Duration::from_secs(180),
+        let seconds = |name: &'static str, default: u64| match get(name) {
+            None => Ok(Duration::from_secs(default)),
             Some(v) => match v.parse::<u64>() {
-                Ok(secs) if secs > 0 => Duration::from_secs(secs),
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "SYNC_LEASE_SECONDS",
-                        reason: "must be a positive whole number of seconds".into(),
-                    });
-                }
+                Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+                _ => Err(ConfigError::Invalid { name, reason: "must be a positive whole number of seconds".into() }),
             },
         };
+        let sync_lease = seconds("SYNC_LEASE_SECONDS", 180)?;
+        let sync_interval = seconds("SYNC_INTERVAL_SECONDS", 60)?;
         Ok(Self {
             table_name: required("TABLE_NAME")?,
             graph_base_url: url(
@@ -115,6 +115,7 @@ impl Config {
             api_jwt,
             http_timeout,
             sync_lease,
+            sync_interval,
         })
     }
 

@@ -25,8 +25,6 @@ use crate::model::{AccountType, FolderState, Integration, IntegrationStatus, Mai
 use crate::store::{HandoffState, Store, StoreError, SyncOutcome};
 use crate::tokens::{TokenError, TokenProvider};
 
-/// Steady-state interval between syncs of a mailbox.
-pub const SYNC_INTERVAL_SECS: i64 = 60;
 /// While the app's own credentials are broken, retry this rarely (no retry storm).
 pub const APP_CREDENTIALS_RETRY_SECS: i64 = 900;
 /// Delta page size (`Prefer: odata.maxpagesize`): large pages, few requests.
@@ -100,6 +98,8 @@ pub struct SyncWorker<'a> {
     /// How long the worker holds a mailbox; longer than one invocation's timeout
     /// (`Config::sync_lease`).
     pub lease: Duration,
+    /// Steady-state time between syncs of a mailbox (`Config::sync_interval`).
+    pub interval: Duration,
 }
 
 impl SyncWorker<'_> {
@@ -120,7 +120,7 @@ impl SyncWorker<'_> {
             Ok(report) => {
                 let next = match report.status_reason {
                     Some(Reason::AppCredentialsExpired | Reason::AppCredentialsInvalid) => APP_CREDENTIALS_RETRY_SECS,
-                    _ => SYNC_INTERVAL_SECS,
+                    _ => self.interval.as_secs() as i64,
                 };
                 let success = report.status_reason.is_none();
                 (outcome(finished_at, next, success, counters, report.status_reason.map(|r| r.code().to_owned()), None), Ok(report))
@@ -132,7 +132,7 @@ impl SyncWorker<'_> {
             }
             Err(err) => {
                 counters.failures += 1;
-                (outcome(finished_at, SYNC_INTERVAL_SECS, false, counters, Some(err.to_string()), None), Err(err))
+                (outcome(finished_at, self.interval.as_secs() as i64, false, counters, Some(err.to_string()), None), Err(err))
             }
         };
         match self.store.release_lease(key, owner, &outcome).await {
