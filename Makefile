@@ -20,7 +20,7 @@ else
 TEST_CMD := cargo test --workspace --no-fail-fast
 endif
 
-.PHONY: help setup setup-lint setup-deploy build build-stack stack-up stack-down stack-status \
+.PHONY: help setup setup-lint setup-deploy setup-browser build build-stack stack-up stack-down stack-status \
         test demo lint fmt validate bench soak deploy clean-local ci
 
 help: ## list the targets
@@ -46,6 +46,21 @@ $(VENV_DEPLOY)/.installed: infra/local/requirements-deploy.txt infra/local/venv.
 	infra/local/venv.sh $(VENV_DEPLOY) infra/local/requirements-deploy.txt
 	touch $@
 
+# The connect page's browser test (tests/e2e/tests/connect_page.rs): Debian's Chromium and
+# playwright-core from the committed package-lock.json (no browser download of its own).
+BROWSER_DIR := tests/e2e/browser
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+setup-browser: $(BROWSER_DIR)/node_modules/.installed ## headless Chromium (Debian) + playwright-core for the browser test
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+$(BROWSER_DIR)/node_modules/.installed: $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
 # --------------------------------------------------------------------------- build
 
 build: ## build every binary of the workspace (functions, simulator, e2e tools)
@@ -68,7 +83,7 @@ stack-status: ## is the local stack up?
 # --------------------------------------------------------------------------- test and run
 
 # Doc tests first (nextest does not run them): the run then closes on the full test summary.
-test: setup build ## every test of the workspace against the local stack (starts and stops it)
+test: setup setup-browser build ## every test of the workspace against the local stack (starts and stops it)
 	cargo test --workspace --doc
 	$(WITH_STACK) $(TEST_CMD)
 

@@ -9,13 +9,21 @@ use outlook_core::sync::worker::{SyncError, SyncWorker};
 /// most one request per mailbox from here, well within Outlook's four.
 const CONCURRENCY: usize = 4;
 
-pub(crate) async fn handle(services: &Services, worker_id: &str, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+pub(crate) async fn handle(
+    services: &Services,
+    worker_id: &str,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
     let worker = SyncWorker {
         store: &services.store,
         graph: &services.graph,
         tokens: &services.tokens,
         sqs: &services.sqs,
-        rules_queue_url: services.config.rules_queue_url.as_deref().unwrap_or_default(),
+        rules_queue_url: services
+            .config
+            .rules_queue_url
+            .as_deref()
+            .unwrap_or_default(),
         worker_id,
         lease: services.config.sync_lease,
         interval: services.config.sync_interval,

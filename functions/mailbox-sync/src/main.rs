@@ -14,5 +14,8 @@ async fn main() -> Result<(), Error> {
     services.config.require(&[Need::RulesQueueUrl])?;
     // The lease owner: unique per sandbox, so a second sandbox on the same mailbox backs off.
     let worker_id = format!("sync-{}", uuid::Uuid::new_v4().simple());
-    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| handler::handle(&services, &worker_id, event))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
+        handler::handle(&services, &worker_id, event)
+    }))
+    .await
 }

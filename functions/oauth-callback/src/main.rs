@@ -11,5 +11,8 @@ async fn main() -> Result<(), Error> {
     outlook_core::telemetry::init();
     let services = Services::from_env().await?;
     services.config.require(&[Need::PublicBaseUrl])?;
-    lambda_http::run(service_fn(|request: Request| handler::handle(&services, request))).await
+    lambda_http::run(service_fn(|request: Request| {
+        handler::handle(&services, request)
+    }))
+    .await
 }

@@ -68,30 +68,45 @@ impl Config {
 
     /// Reads variables through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &'static str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
         let url = |name: &'static str, value: String| parse_base_url(name, &value);
 
-        let api_jwt = match (get("API_JWT_ISSUER"), get("API_JWT_AUDIENCE"), get("API_JWT_PUBLIC_KEY")) {
+        let api_jwt = match (
+            get("API_JWT_ISSUER"),
+            get("API_JWT_AUDIENCE"),
+            get("API_JWT_PUBLIC_KEY"),
+        ) {
             (None, None, None) => None,
             (issuer, audience, key) => Some(ApiJwtConfig {
                 issuer: issuer.ok_or(ConfigError::Missing("API_JWT_ISSUER"))?,
                 audience: audience.ok_or(ConfigError::Missing("API_JWT_AUDIENCE"))?,
-                public_key_pem: key.ok_or(ConfigError::Missing("API_JWT_PUBLIC_KEY"))?.replace("\\n", "\n"),
+                public_key_pem: key
+                    .ok_or(ConfigError::Missing("API_JWT_PUBLIC_KEY"))?
+                    .replace("\\n", "\n"),
             }),
         };
         let http_timeout = match get("HTTP_TIMEOUT_MS") {
             None => Duration::from_secs(20),
-            Some(v) => Duration::from_millis(v.parse::<u64>().map_err(|e| ConfigError::Invalid {
-                name: "HTTP_TIMEOUT_MS",
-                reason: e.to_string(),
-            })?),
+            Some(v) => {
+                Duration::from_millis(v.parse::<u64>().map_err(|e| ConfigError::Invalid {
+                    name: "HTTP_TIMEOUT_MS",
+                    reason: e.to_string(),
+                })?)
+            }
         };
         let seconds = |name: &'static str, default: u64| match get(name) {
             None => Ok(Duration::from_secs(default)),
             Some(v) => match v.parse::<u64>() {
                 Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
-                _ => Err(ConfigError::Invalid { name, reason: "must be a positive whole number of seconds".into() }),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be a positive whole number of seconds".into(),
+                }),
             },
         };
         let sync_lease = seconds("SYNC_LEASE_SECONDS", 180)?;
@@ -109,7 +124,9 @@ impl Config {
             app_client_id: required("APP_CLIENT_ID")?,
             app_credentials_secret_id: required("APP_CREDENTIALS_SECRET_ID")?,
             token_secret_prefix: required("TOKEN_SECRET_PREFIX")?,
-            public_base_url: get("PUBLIC_BASE_URL").map(|v| url("PUBLIC_BASE_URL", v)).transpose()?,
+            public_base_url: get("PUBLIC_BASE_URL")
+                .map(|v| url("PUBLIC_BASE_URL", v))
+                .transpose()?,
             sync_queue_url: get("SYNC_QUEUE_URL"),
             rules_queue_url: get("RULES_QUEUE_URL"),
             api_jwt,
@@ -137,25 +154,40 @@ impl Config {
 
     /// The URL Microsoft redirects back to after sign-in or admin consent.
     pub fn callback_url(&self) -> Option<Url> {
-        self.public_base_url.as_ref().map(|base| join_path(base, "oauth/callback"))
+        self.public_base_url
+            .as_ref()
+            .map(|base| join_path(base, "oauth/callback"))
     }
 }
 
 /// Joins `path` under `base`, keeping every path segment of `base`.
 pub fn join_path(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
-    let joined = format!("{}/{}", base.path().trim_end_matches('/'), path.trim_start_matches('/'));
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
     url.set_path(&joined);
     url
 }
 
 fn parse_base_url(name: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })?;
+    let url = Url::parse(value).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: e.to_string(),
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConfigError::Invalid { name, reason: format!("scheme must be http or https, got {}", url.scheme()) });
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("scheme must be http or https, got {}", url.scheme()),
+        });
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError::Invalid { name, reason: "must not have a query or fragment".into() });
+        return Err(ConfigError::Invalid {
+            name,
+            reason: "must not have a query or fragment".into(),
+        });
     }
     Ok(url)
 }
@@ -181,8 +213,14 @@ mod tests {
     #[test]
     fn defaults_point_at_microsoft() {
         let config = load(&base()).unwrap();
-        assert_eq!(config.graph_base_url.as_str(), "https://graph.microsoft.com/v1.0");
-        assert_eq!(config.login_base_url.as_str(), "https://login.microsoftonline.com/");
+        assert_eq!(
+            config.graph_base_url.as_str(),
+            "https://graph.microsoft.com/v1.0"
+        );
+        assert_eq!(
+            config.login_base_url.as_str(),
+            "https://login.microsoftonline.com/"
+        );
         assert!(config.sync_queue_url.is_none());
     }
 
@@ -200,15 +238,33 @@ mod tests {
         let mut vars = base();
         vars.insert("GRAPH_BASE_URL", "not a url");
         let err = load(&vars).unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { name: "GRAPH_BASE_URL", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    name: "GRAPH_BASE_URL",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         vars.insert("GRAPH_BASE_URL", "ftp://x");
-        assert!(matches!(load(&vars).unwrap_err(), ConfigError::Invalid { name: "GRAPH_BASE_URL", .. }));
+        assert!(matches!(
+            load(&vars).unwrap_err(),
+            ConfigError::Invalid {
+                name: "GRAPH_BASE_URL",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn require_names_the_missing_variable() {
         let config = load(&base()).unwrap();
-        assert_eq!(config.require(&[Need::SyncQueueUrl]).unwrap_err(), ConfigError::Missing("SYNC_QUEUE_URL"));
+        assert_eq!(
+            config.require(&[Need::SyncQueueUrl]).unwrap_err(),
+            ConfigError::Missing("SYNC_QUEUE_URL")
+        );
         let mut vars = base();
         vars.insert("SYNC_QUEUE_URL", "http://127.0.0.1:1/q");
         assert!(load(&vars).unwrap().require(&[Need::SyncQueueUrl]).is_ok());
@@ -218,13 +274,19 @@ mod tests {
     fn partial_api_jwt_config_is_an_error() {
         let mut vars = base();
         vars.insert("API_JWT_ISSUER", "https://issuer");
-        assert_eq!(load(&vars).unwrap_err(), ConfigError::Missing("API_JWT_AUDIENCE"));
+        assert_eq!(
+            load(&vars).unwrap_err(),
+            ConfigError::Missing("API_JWT_AUDIENCE")
+        );
     }
 
     #[test]
     fn callback_url_keeps_the_base_path() {
         let mut vars = base();
-        vars.insert("PUBLIC_BASE_URL", "http://127.0.0.1:9000/lambda-url/oauth-callback/");
+        vars.insert(
+            "PUBLIC_BASE_URL",
+            "http://127.0.0.1:9000/lambda-url/oauth-callback/",
+        );
         let config = load(&vars).unwrap();
         assert_eq!(
             config.callback_url().unwrap().as_str(),

@@ -71,7 +71,9 @@ impl Reason {
     /// What happened, in one sentence.
     pub fn message(self) -> &'static str {
         match self {
-            Reason::PasswordChanged => "The account's password was changed, which signed us out of the mailbox.",
+            Reason::PasswordChanged => {
+                "The account's password was changed, which signed us out of the mailbox."
+            }
             Reason::MfaRequired => {
                 "The organization now requires multi-factor authentication for this account, so the old sign-in no longer works."
             }
@@ -79,22 +81,38 @@ impl Reason {
                 "The sign-in expired because the connection was not used for a long time (Microsoft limits this to 90 days)."
             }
             Reason::ConsentRevoked => "Access for this app was revoked in Microsoft 365.",
-            Reason::AccountDisabled => "The Microsoft 365 account was disabled by an administrator.",
+            Reason::AccountDisabled => {
+                "The Microsoft 365 account was disabled by an administrator."
+            }
             Reason::AdminApprovalRequired => {
                 "The organization allows only administrators to approve apps that read mail."
             }
-            Reason::ConditionalAccessBlocked => "A Conditional Access policy of the organization blocks this sign-in.",
-            Reason::AppCredentialsExpired => "The integration app's client secret or certificate has expired.",
-            Reason::AppCredentialsInvalid => "The integration app's client secret or certificate is not valid.",
-            Reason::AppRemovedFromTenant => "The integration app was removed from the Microsoft 365 organization.",
+            Reason::ConditionalAccessBlocked => {
+                "A Conditional Access policy of the organization blocks this sign-in."
+            }
+            Reason::AppCredentialsExpired => {
+                "The integration app's client secret or certificate has expired."
+            }
+            Reason::AppCredentialsInvalid => {
+                "The integration app's client secret or certificate is not valid."
+            }
+            Reason::AppRemovedFromTenant => {
+                "The integration app was removed from the Microsoft 365 organization."
+            }
             Reason::TenantNotFound => "The Microsoft 365 organization could not be found.",
             Reason::MailboxOutsideAdminScope => {
                 "The organization's administrator has not allowed the app to access this mailbox."
             }
-            Reason::SharedMailboxNotGranted => "The signed-in user has no access to this shared mailbox.",
+            Reason::SharedMailboxNotGranted => {
+                "The signed-in user has no access to this shared mailbox."
+            }
             Reason::MailboxNotEnabled => "This account has no Exchange Online mailbox.",
-            Reason::Throttled => "Microsoft is limiting how fast we may read this mailbox; sync resumes automatically.",
-            Reason::MicrosoftUnavailable => "Microsoft 365 did not answer; sync retries automatically.",
+            Reason::Throttled => {
+                "Microsoft is limiting how fast we may read this mailbox; sync resumes automatically."
+            }
+            Reason::MicrosoftUnavailable => {
+                "Microsoft 365 did not answer; sync retries automatically."
+            }
         }
     }
 
@@ -104,7 +122,9 @@ impl Reason {
             Reason::PasswordChanged
             | Reason::MfaRequired
             | Reason::RefreshTokenExpired
-            | Reason::ConsentRevoked => "Reconnect: sign in again with the same account. Sync resumes where it stopped.",
+            | Reason::ConsentRevoked => {
+                "Reconnect: sign in again with the same account. Sync resumes where it stopped."
+            }
             Reason::AccountDisabled => {
                 "Ask your Microsoft 365 administrator to re-enable the account, then reconnect; or connect organization-wide."
             }
@@ -127,8 +147,12 @@ impl Reason {
             Reason::SharedMailboxNotGranted => {
                 "Ask the mailbox owner or an administrator to give the user Full Access to the shared mailbox, then reconnect."
             }
-            Reason::MailboxNotEnabled => "Give the account an Exchange Online licence, or remove the mailbox from the integration.",
-            Reason::Throttled | Reason::MicrosoftUnavailable => "Nothing to do: sync retries automatically.",
+            Reason::MailboxNotEnabled => {
+                "Give the account an Exchange Online licence, or remove the mailbox from the integration."
+            }
+            Reason::Throttled | Reason::MicrosoftUnavailable => {
+                "Nothing to do: sync retries automatically."
+            }
         }
     }
 
@@ -153,18 +177,31 @@ impl Reason {
 
 /// The README's troubleshooting table, generated from this list (a test keeps them equal).
 pub fn troubleshooting_markdown() -> String {
-    let mut out = String::from("| Status reason (`code`) | What happened | What to do | Syncing |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| Status reason (`code`) | What happened | What to do | Syncing |\n|---|---|---|---|\n",
+    );
     for reason in Reason::ALL {
         let syncing = if reason.needs_reconnect() {
             "stopped until reconnected"
         } else if matches!(reason, Reason::Throttled | Reason::MicrosoftUnavailable) {
             "retries automatically"
-        } else if matches!(reason, Reason::MailboxOutsideAdminScope | Reason::SharedMailboxNotGranted | Reason::MailboxNotEnabled) {
+        } else if matches!(
+            reason,
+            Reason::MailboxOutsideAdminScope
+                | Reason::SharedMailboxNotGranted
+                | Reason::MailboxNotEnabled
+        ) {
             "this mailbox stopped; others continue"
         } else {
             "stopped until fixed"
         };
-        out.push_str(&format!("| `{}` | {} | {} | {} |\n", reason.code(), reason.message(), reason.fix(), syncing));
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            reason.code(),
+            reason.message(),
+            reason.fix(),
+            syncing
+        ));
     }
     out
 }
@@ -179,7 +216,11 @@ pub struct StatusReason {
 
 impl From<Reason> for StatusReason {
     fn from(reason: Reason) -> Self {
-        Self { code: reason, message: reason.message().into(), fix: reason.fix().into() }
+        Self {
+            code: reason,
+            message: reason.message().into(),
+            fix: reason.fix().into(),
+        }
     }
 }
 

@@ -14,13 +14,25 @@ pub struct IdError {
 
 fn check(kind: &'static str, value: &str, prefix: &str) -> Result<(), IdError> {
     if value.is_empty() || value.len() > 64 {
-        return Err(IdError { kind, reason: "must be 1 to 64 characters" });
+        return Err(IdError {
+            kind,
+            reason: "must be 1 to 64 characters",
+        });
     }
     if !value.starts_with(prefix) {
-        return Err(IdError { kind, reason: "has the wrong prefix" });
+        return Err(IdError {
+            kind,
+            reason: "has the wrong prefix",
+        });
     }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(IdError { kind, reason: "may contain only letters, digits, '-' and '_'" });
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(IdError {
+            kind,
+            reason: "may contain only letters, digits, '-' and '_'",
+        });
     }
     Ok(())
 }

@@ -3,22 +3,22 @@
 //! Each Lambda binary builds the clients it needs once per cold start (see `config` and `aws`)
 //! and hands events to the plain async functions here.
 
-pub mod graph;
-pub mod identity;
-pub mod message;
-pub mod rules;
+pub mod api;
 pub mod clients;
 pub mod config;
-pub mod health;
-pub mod ids;
-pub mod model;
-pub mod store;
-pub mod telemetry;
-pub mod vault;
-pub mod pages;
 pub mod connect;
-pub mod sync;
-pub mod api;
-pub mod tokens;
-pub mod services;
+pub mod graph;
+pub mod health;
+pub mod identity;
+pub mod ids;
+pub mod message;
+pub mod model;
+pub mod pages;
+pub mod rules;
 pub mod rules_exec;
+pub mod services;
+pub mod store;
+pub mod sync;
+pub mod telemetry;
+pub mod tokens;
+pub mod vault;

@@ -16,12 +16,18 @@ pub struct Address {
 
 impl Address {
     pub fn new(address: impl Into<String>) -> Self {
-        Self { name: None, address: address.into() }
+        Self {
+            name: None,
+            address: address.into(),
+        }
     }
 
     /// The domain part after the last `@`, lower-cased; empty when the address has none.
     pub fn domain(&self) -> String {
-        self.address.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default()
+        self.address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_lowercase())
+            .unwrap_or_default()
     }
 
     pub fn is(&self, other: &str) -> bool {
@@ -148,7 +154,10 @@ pub struct MailMessage {
 impl MailMessage {
     /// The first value of a header, matched case-insensitively on the name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
     }
 
     pub fn is_kind(&self, kind: MessageKind) -> bool {

@@ -108,7 +108,11 @@ pub struct FolderState {
 impl FolderState {
     /// A folder that starts being watched at `now`; messages from `look_back` before count as new.
     pub fn starting(folder: &str, now: OffsetDateTime, look_back: time::Duration) -> Self {
-        Self { folder: folder.to_owned(), since: Some(now - look_back), ..Self::default() }
+        Self {
+            folder: folder.to_owned(),
+            since: Some(now - look_back),
+            ..Self::default()
+        }
     }
 
     /// Where a new delta round (first sync or resync) starts.
@@ -192,7 +196,12 @@ impl Mailbox {
             status_reason: None,
             folders: folders
                 .iter()
-                .map(|f| (f.to_string(), FolderState::starting(f, now, time::Duration::ZERO)))
+                .map(|f| {
+                    (
+                        f.to_string(),
+                        FolderState::starting(f, now, time::Duration::ZERO),
+                    )
+                })
                 .collect(),
             next_sync_at: now.unix_timestamp(),
             lease_owner: None,

@@ -59,7 +59,12 @@ pub struct ResultPage {
 }
 
 impl ResultPage {
-    pub fn problem(status: u16, title: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn problem(
+        status: u16,
+        title: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             success: false,
@@ -106,8 +111,17 @@ mod tests {
 
     #[test]
     fn echoed_values_are_escaped() {
-        let mut page = ResultPage::problem(400, "Sign-in failed", "<script>alert(1)</script>", "Try \"again\" & again");
-        page.mailboxes.push(("<b>x</b>@contoso.com".into(), "blocked".into(), "<img src=x>".into()));
+        let mut page = ResultPage::problem(
+            400,
+            "Sign-in failed",
+            "<script>alert(1)</script>",
+            "Try \"again\" & again",
+        );
+        page.mailboxes.push((
+            "<b>x</b>@contoso.com".into(),
+            "blocked".into(),
+            "<img src=x>".into(),
+        ));
         let html = page.render();
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -118,7 +132,11 @@ mod tests {
 
     #[test]
     fn pages_allow_no_scripts() {
-        let csp = PAGE_HEADERS.iter().find(|(name, _)| *name == "content-security-policy").unwrap().1;
+        let csp = PAGE_HEADERS
+            .iter()
+            .find(|(name, _)| *name == "content-security-policy")
+            .unwrap()
+            .1;
         assert!(csp.contains("default-src 'none'"));
         assert!(!csp.contains("script-src"));
     }

@@ -7,7 +7,11 @@ use tracing_subscriber::{EnvFilter, fmt};
 pub fn init() {
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_lowercase()))
+        .or_else(|| {
+            std::env::var("AWS_LAMBDA_LOG_LEVEL")
+                .ok()
+                .map(|l| l.to_lowercase())
+        })
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     // CloudWatch stamps every line itself; span lists give request/mailbox ids on each event.

@@ -53,7 +53,12 @@ pub struct TokenProvider {
 impl TokenProvider {
     pub fn new(identity: IdentityClient, vault: TokenVault) -> Self {
         let app_tokens = AppTokenCache::new(identity.clone());
-        Self { identity, vault, app_tokens, delegated: Mutex::new(HashMap::new()) }
+        Self {
+            identity,
+            vault,
+            app_tokens,
+            delegated: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn identity(&self) -> &IdentityClient {
@@ -61,7 +66,10 @@ impl TokenProvider {
     }
 
     /// A valid Graph access token for the integration.
-    pub async fn access_token(&self, integration: &Integration) -> Result<SecretString, TokenError> {
+    pub async fn access_token(
+        &self,
+        integration: &Integration,
+    ) -> Result<SecretString, TokenError> {
         match integration.account_type {
             AccountType::Organization => Ok(self.app_tokens.token(&integration.tenant_id).await?),
             AccountType::Personal => self.delegated_token(integration).await,
@@ -78,7 +86,10 @@ impl TokenProvider {
         match integration.account_type {
             AccountType::Organization => self.app_tokens.invalidate(&integration.tenant_id).await,
             AccountType::Personal => {
-                self.delegated.lock().await.remove(&integration.integration_id);
+                self.delegated
+                    .lock()
+                    .await
+                    .remove(&integration.integration_id);
             }
         }
     }
@@ -99,14 +110,23 @@ impl TokenProvider {
             .await?
             .ok_or(TokenError::NoRefreshToken)?;
         let scopes: Vec<&str> = stored.scopes.iter().map(String::as_str).collect();
-        let tokens = self.identity.refresh(&stored.refresh_token, &scopes).await?;
+        let tokens = self
+            .identity
+            .refresh(&stored.refresh_token, &scopes)
+            .await?;
         // Microsoft rotates the refresh token on every use; keep the newest one.
         let rotated = StoredRefreshToken {
             refresh_token: tokens.refresh_token.clone(),
             scopes: stored.scopes.clone(),
             generation: stored.generation,
         };
-        self.vault.put_refresh_token(&integration.workspace_id, &integration.integration_id, &rotated).await?;
+        self.vault
+            .put_refresh_token(
+                &integration.workspace_id,
+                &integration.integration_id,
+                &rotated,
+            )
+            .await?;
         cache.insert(
             integration.integration_id.clone(),
             CachedToken {

@@ -68,8 +68,16 @@ pub struct TokenVault {
 }
 
 impl TokenVault {
-    pub fn new(client: Client, app_secret_id: impl Into<String>, prefix: impl Into<String>) -> Self {
-        Self { client, app_secret_id: app_secret_id.into(), prefix: prefix.into() }
+    pub fn new(
+        client: Client,
+        app_secret_id: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            app_secret_id: app_secret_id.into(),
+            prefix: prefix.into(),
+        }
     }
 
     /// The secret name of an integration's refresh token; IAM grants the functions this prefix only.
@@ -96,7 +104,10 @@ impl TokenVault {
         serde_json::from_str(raw.expose_secret())
             .map(Some)
             // serde's message names the field, never the value.
-            .map_err(|e| VaultError::Malformed { name, reason: e.to_string() })
+            .map_err(|e| VaultError::Malformed {
+                name,
+                reason: e.to_string(),
+            })
     }
 
     /// Stores (creating or replacing) an integration's refresh token.
@@ -107,8 +118,18 @@ impl TokenVault {
         token: &StoredRefreshToken,
     ) -> Result<(), VaultError> {
         let name = self.secret_name(ws, int);
-        let value = serde_json::to_string(token).map_err(|e| VaultError::Malformed { name: name.clone(), reason: e.to_string() })?;
-        match self.client.put_secret_value().secret_id(&name).secret_string(&value).send().await {
+        let value = serde_json::to_string(token).map_err(|e| VaultError::Malformed {
+            name: name.clone(),
+            reason: e.to_string(),
+        })?;
+        match self
+            .client
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(&value)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) => match aws_err(&name, err) {
                 VaultError::NotFound(_) => {
@@ -117,7 +138,12 @@ impl TokenVault {
                         .name(&name)
                         .description("Refresh token of a personal Outlook integration")
                         .secret_string(value)
-                        .tags(aws_sdk_secretsmanager::types::Tag::builder().key("workspace").value(ws.as_str()).build())
+                        .tags(
+                            aws_sdk_secretsmanager::types::Tag::builder()
+                                .key("workspace")
+                                .value(ws.as_str())
+                                .build(),
+                        )
                         .send()
                         .await
                         .map_err(|e| aws_err(&name, e))?;
@@ -129,9 +155,20 @@ impl TokenVault {
     }
 
     /// Deletes an integration's refresh token immediately (disconnect).
-    pub async fn delete_refresh_token(&self, ws: &WorkspaceId, int: &IntegrationId) -> Result<(), VaultError> {
+    pub async fn delete_refresh_token(
+        &self,
+        ws: &WorkspaceId,
+        int: &IntegrationId,
+    ) -> Result<(), VaultError> {
         let name = self.secret_name(ws, int);
-        match self.client.delete_secret().secret_id(&name).force_delete_without_recovery(true).send().await {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(&name)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) => match aws_err(&name, err) {
                 VaultError::NotFound(_) => Ok(()),
@@ -141,10 +178,19 @@ impl TokenVault {
     }
 
     async fn get_string(&self, name: &str) -> Result<SecretString, VaultError> {
-        let out = self.client.get_secret_value().secret_id(name).send().await.map_err(|e| aws_err(name, e))?;
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|e| aws_err(name, e))?;
         out.secret_string
             .map(SecretString::from)
-            .ok_or_else(|| VaultError::Malformed { name: name.to_owned(), reason: "no string value".into() })
+            .ok_or_else(|| VaultError::Malformed {
+                name: name.to_owned(),
+                reason: "no string value".into(),
+            })
     }
 }
 

@@ -12,8 +12,14 @@ fn check_section(name: &str, generated: &str) {
     let readme = std::fs::read_to_string(&path).expect("README.md at the repository root");
     let start = format!("<!-- {name}:start -->\n");
     let end = format!("<!-- {name}:end -->");
-    let from = readme.find(&start).unwrap_or_else(|| panic!("README has no {start:?} marker")) + start.len();
-    let to = readme[from..].find(&end).unwrap_or_else(|| panic!("README has no {end:?} marker")) + from;
+    let from = readme
+        .find(&start)
+        .unwrap_or_else(|| panic!("README has no {start:?} marker"))
+        + start.len();
+    let to = readme[from..]
+        .find(&end)
+        .unwrap_or_else(|| panic!("README has no {end:?} marker"))
+        + from;
     if &readme[from..to] == generated {
         return;
     }
@@ -30,7 +36,10 @@ fn check_section(name: &str, generated: &str) {
 
 #[test]
 fn troubleshooting_table_matches_the_status_reasons() {
-    check_section("troubleshooting", &outlook_core::health::troubleshooting_markdown());
+    check_section(
+        "troubleshooting",
+        &outlook_core::health::troubleshooting_markdown(),
+    );
 }
 
 #[test]

@@ -18,7 +18,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|_event: LambdaEvent<serde_json::Value>| {
         let (store, sqs, queue_url) = (&store, &sqs, &queue_url);
         async move {
-            let report: DispatchReport = dispatch_due(store, sqs, queue_url, time::OffsetDateTime::now_utc()).await?;
+            let report: DispatchReport =
+                dispatch_due(store, sqs, queue_url, time::OffsetDateTime::now_utc()).await?;
             Ok::<_, lambda_runtime::Error>(report)
         }
     }))

@@ -15,12 +15,17 @@ use outlook_core::model::Integration;
 use outlook_core::services::Services;
 use time::OffsetDateTime;
 
-use crate::{FunctionHarness, HttpApiGateway, LocalStack, Resources, SimProcess, provision, unique_prefix};
+use crate::{
+    FunctionHarness, HttpApiGateway, LocalStack, Resources, SimProcess, provision, unique_prefix,
+};
 
 /// The Graph application permissions and delegated scopes the product asks for
 /// (`outlook_core::connect`), registered on the simulated app.
 fn app_permissions() -> Vec<&'static str> {
-    outlook_core::connect::APPLICATION_PERMISSIONS.iter().map(|(p, _)| *p).collect()
+    outlook_core::connect::APPLICATION_PERMISSIONS
+        .iter()
+        .map(|(p, _)| *p)
+        .collect()
 }
 
 fn delegated_scopes() -> Vec<&'static str> {
@@ -47,7 +52,9 @@ impl World {
         let resources = provision(stack.sdk_config(), &unique_prefix(name)).await?;
         let sim = SimProcess::start(7).await?;
         let gateway = HttpApiGateway::start().await?;
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         let client_id = uuid::Uuid::new_v4().to_string();
         let client_secret = format!("sim~{}", uuid::Uuid::new_v4().simple());
         let world = World {
@@ -73,8 +80,13 @@ impl World {
                 }),
             )
             .await?;
-        let tenant = world.sim_post("/tenants", &json!({"domain": world.domain})).await?;
-        let tenant_id = tenant["id"].as_str().ok_or_else(|| anyhow!("tenant without id: {tenant}"))?.to_owned();
+        let tenant = world
+            .sim_post("/tenants", &json!({"domain": world.domain}))
+            .await?;
+        let tenant_id = tenant["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("tenant without id: {tenant}"))?
+            .to_owned();
         let secrets = aws_sdk_secretsmanager::Client::new(world.stack.sdk_config());
         secrets
             .put_secret_value()
@@ -89,19 +101,28 @@ impl World {
     /// Creates a user with a mailbox (`kind` `user` or `shared`) in the world's tenant.
     pub async fn add_user(&self, local_part: &str, kind: &str) -> anyhow::Result<String> {
         let upn = format!("{local_part}@{}", self.domain);
-        self.sim_post("/users", &json!({"tenant": self.tenant_id, "upn": upn, "kind": kind, "mailbox": true}))
-            .await?;
+        self.sim_post(
+            "/users",
+            &json!({"tenant": self.tenant_id, "upn": upn, "kind": kind, "mailbox": true}),
+        )
+        .await?;
         Ok(upn)
     }
 
     /// The environment the template gives `binary`, pointed at this world.
     pub fn function_env(&self, binary: &str) -> anyhow::Result<Vec<(String, String)>> {
-        let mut env: BTreeMap<String, String> =
-            self.resources.function_env(binary, &[("AppClientId", &self.client_id)])?.into_iter().collect();
+        let mut env: BTreeMap<String, String> = self
+            .resources
+            .function_env(binary, &[("AppClientId", &self.client_id)])?
+            .into_iter()
+            .collect();
         env.insert("GRAPH_BASE_URL".into(), self.sim.graph_base_url());
         env.insert("LOGIN_BASE_URL".into(), self.sim.login_base_url());
         env.insert("PUBLIC_BASE_URL".into(), self.gateway.base_url().to_owned());
-        env.insert("AWS_ENDPOINT_URL".into(), self.stack.endpoint_url().to_owned());
+        env.insert(
+            "AWS_ENDPOINT_URL".into(),
+            self.stack.endpoint_url().to_owned(),
+        );
         env.insert("AWS_REGION".into(), self.stack.region().to_owned());
         env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
         env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
@@ -115,12 +136,19 @@ impl World {
         self.start_function_with(binary, &[]).await
     }
 
-    pub async fn start_function_with(&self, binary: &str, extra: &[(&str, &str)]) -> anyhow::Result<FunctionHarness> {
+    pub async fn start_function_with(
+        &self,
+        binary: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<FunctionHarness> {
         let mut env = self.function_env(binary)?;
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let harness = FunctionHarness::start(binary, &env).await?;
-        let has_routes =
-            self.resources.template().function_by_binary(binary).is_some_and(|f| !f.http_routes.is_empty());
+        let has_routes = self
+            .resources
+            .template()
+            .function_by_binary(binary)
+            .is_some_and(|f| !f.http_routes.is_empty());
         if has_routes {
             self.gateway.add(&harness)?;
         }
@@ -129,7 +157,8 @@ impl World {
 
     /// The library's services against this world (what a function builds at cold start).
     pub async fn services(&self) -> anyhow::Result<Services> {
-        let env: BTreeMap<String, String> = self.function_env("management-api")?.into_iter().collect();
+        let env: BTreeMap<String, String> =
+            self.function_env("management-api")?.into_iter().collect();
         let config = outlook_core::config::Config::from_lookup(|k| env.get(k).cloned())?;
         Ok(Services::build(config, self.stack.sdk_config()).await?)
     }
@@ -147,26 +176,48 @@ impl World {
     }
 
     pub async fn sim_get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self.http.get(format!("{}/_sim{path}", self.sim.base_url)).send().await?;
+        let response = self
+            .http
+            .get(format!("{}/_sim{path}", self.sim.base_url))
+            .send()
+            .await?;
         sim_json(response).await
     }
 
     pub async fn sim_post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let response = self.http.post(format!("{}/_sim{path}", self.sim.base_url)).json(body).send().await?;
+        let response = self
+            .http
+            .post(format!("{}/_sim{path}", self.sim.base_url))
+            .json(body)
+            .send()
+            .await?;
         sim_json(response).await
     }
 
     pub async fn sim_put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let response = self.http.put(format!("{}/_sim{path}", self.sim.base_url)).json(body).send().await?;
+        let response = self
+            .http
+            .put(format!("{}/_sim{path}", self.sim.base_url))
+            .json(body)
+            .send()
+            .await?;
         sim_json(response).await
     }
 
     /// Follows a browser's journey from a start URL (authorize or admin consent) through the
     /// simulator's redirect to our callback; returns the callback's status and page.
-    pub async fn complete_sign_in(&self, start_url: &str, cookie: Option<&str>) -> anyhow::Result<(u16, String)> {
+    pub async fn complete_sign_in(
+        &self,
+        start_url: &str,
+        cookie: Option<&str>,
+    ) -> anyhow::Result<(u16, String)> {
         let to_microsoft = self.http.get(start_url).send().await?;
         if !to_microsoft.status().is_redirection() {
-            bail!("Microsoft's sign-in did not redirect ({}): {}", to_microsoft.status(), to_microsoft.text().await?);
+            bail!(
+                "Microsoft's sign-in did not redirect ({}): {}",
+                to_microsoft.status(),
+                to_microsoft.text().await?
+            );
         }
         let location = to_microsoft
             .headers()
@@ -227,21 +278,37 @@ impl World {
         options: StartOptions,
         reconnect: Option<&IntegrationId>,
     ) -> anyhow::Result<Integration> {
-        let caller = Caller { workspace_id: WorkspaceId::parse(workspace)?, subject: "test".into() };
+        let caller = Caller {
+            workspace_id: WorkspaceId::parse(workspace)?,
+            subject: "test".into(),
+        };
         let now = OffsetDateTime::now_utc();
-        let flow = start(services, &caller, options, reconnect, false, now).await.map_err(|e| anyhow!("start: {e}"))?;
+        let flow = start(services, &caller, options, reconnect, false, now)
+            .await
+            .map_err(|e| anyhow!("start: {e}"))?;
         let redirect = self.http.get(flow.url.as_str()).send().await?;
         let location = redirect
             .headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| anyhow!("sign-in did not redirect"))?;
-        let query = url::Url::parse(location)?.query().unwrap_or_default().to_owned();
+        let query = url::Url::parse(location)?
+            .query()
+            .unwrap_or_default()
+            .to_owned();
         let page = handle_callback(services, &query, None, now).await;
         if !page.success {
-            bail!("connect failed ({}): {} {}", page.status, page.title, page.message);
+            bail!(
+                "connect failed ({}): {} {}",
+                page.status,
+                page.title,
+                page.message
+            );
         }
-        let integrations = services.store.list_integrations(&caller.workspace_id).await?;
+        let integrations = services
+            .store
+            .list_integrations(&caller.workspace_id)
+            .await?;
         let newest = integrations
             .into_iter()
             .max_by_key(|i| i.updated_at)
@@ -251,8 +318,17 @@ impl World {
 
     /// Delivers messages (simulator JSON, see its README) into `mailbox`; returns their
     /// immutable ids.
-    pub async fn deliver(&self, mailbox: &str, messages: Vec<Value>) -> anyhow::Result<Vec<String>> {
-        let out = self.sim_post(&format!("/mailboxes/{mailbox}/messages"), &json!({"messages": messages})).await?;
+    pub async fn deliver(
+        &self,
+        mailbox: &str,
+        messages: Vec<Value>,
+    ) -> anyhow::Result<Vec<String>> {
+        let out = self
+            .sim_post(
+                &format!("/mailboxes/{mailbox}/messages"),
+                &json!({"messages": messages}),
+            )
+            .await?;
         Ok(out["messages"]
             .as_array()
             .ok_or_else(|| anyhow!("no messages in {out}"))?
@@ -263,7 +339,9 @@ impl World {
 
     /// Graph and token requests the simulator logged after `since` (a `seq`), of `kind`.
     pub async fn requests_since(&self, since: u64, kind: &str) -> anyhow::Result<Vec<Value>> {
-        let out = self.sim_get(&format!("/requests?since={since}&kind={kind}")).await?;
+        let out = self
+            .sim_get(&format!("/requests?since={since}&kind={kind}"))
+            .await?;
         Ok(out["requests"].as_array().cloned().unwrap_or_default())
     }
 
@@ -290,5 +368,9 @@ async fn sim_json(response: reqwest::Response) -> anyhow::Result<Value> {
     if !status.is_success() {
         bail!("simulator control call failed ({status}): {text}");
     }
-    Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+    Ok(if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)?
+    })
 }

@@ -29,11 +29,22 @@ async fn ctx(name: &str) -> Ctx {
 async fn ctx_with_lease(name: &str, lease_secs: u64) -> Ctx {
     let world = World::new(name).await.expect("world");
     let lease = lease_secs.to_string();
-    let sync = world.start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", &lease)]).await.expect("sync function");
+    let sync = world
+        .start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", &lease)])
+        .await
+        .expect("sync function");
     let services = world.services().await.expect("services");
-    let source = SqsEventSource::for_function(world.stack.sdk_config(), &world.resources, "mailbox-sync").unwrap();
+    let source =
+        SqsEventSource::for_function(world.stack.sdk_config(), &world.resources, "mailbox-sync")
+            .unwrap();
     let sqs = aws_sdk_sqs::Client::new(world.stack.sdk_config());
-    Ctx { world, services, sync, source, sqs }
+    Ctx {
+        world,
+        services,
+        sync,
+        source,
+        sqs,
+    }
 }
 
 fn mail(subject: &str) -> Value {
@@ -61,14 +72,30 @@ impl Ctx {
     }
 
     async fn integration(&self, integration: &Integration) -> Integration {
-        self.services.store.get_integration(&integration.workspace_id, &integration.integration_id).await.unwrap().unwrap()
+        self.services
+            .store
+            .get_integration(&integration.workspace_id, &integration.integration_id)
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     /// "Sync now" for the mailboxes, then lets the event source run the worker until the queue
     /// is empty (failed jobs stay invisible until their visibility timeout).
     async fn sync_now(&self, keys: &[MailboxKey]) -> Vec<e2e::Batch> {
-        let jobs: Vec<SyncJob> = keys.iter().map(|k| SyncJob { mailbox: k.clone(), force: true }).collect();
-        let report = outlook_core::sync::dispatch::enqueue(&self.sqs, &self.world.resources.sync_queue_url, &jobs).await;
+        let jobs: Vec<SyncJob> = keys
+            .iter()
+            .map(|k| SyncJob {
+                mailbox: k.clone(),
+                force: true,
+            })
+            .collect();
+        let report = outlook_core::sync::dispatch::enqueue(
+            &self.sqs,
+            &self.world.resources.sync_queue_url,
+            &jobs,
+        )
+        .await;
         assert_eq!(report.failed, 0);
         self.source.drain(&self.sync, 20).await.unwrap()
     }
@@ -113,7 +140,10 @@ impl Ctx {
     /// Moves Microsoft's clock past the access tokens' lifetime: a revoked sign-in shows at the
     /// next token use, as it does in Microsoft 365.
     async fn expire_access_tokens(&self) {
-        self.world.sim_post("/clock/advance", &json!({"secs": 3700})).await.unwrap();
+        self.world
+            .sim_post("/clock/advance", &json!({"secs": 3700}))
+            .await
+            .unwrap();
     }
 }
 
@@ -133,15 +163,25 @@ async fn dispatcher_enqueues_due_mailboxes_and_first_sync_starts_from_now() {
     // History before the connection is not handed to rules.
     ctx.world.deliver(&ops, mails("history", 3)).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let integration = ctx.world.connect_organization(&ctx.services, "acme", &[&ops]).await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
 
     // One scheduled tick through the real dispatcher binary.
     let dispatcher = ctx.world.start_function("sync-dispatcher").await.unwrap();
-    let report = dispatcher.invoke(&json!({"source": "aws.scheduler"})).await.unwrap();
+    let report = dispatcher
+        .invoke(&json!({"source": "aws.scheduler"}))
+        .await
+        .unwrap();
     assert_eq!(report["due"], 1, "{report}");
     assert_eq!(report["enqueued"], 1);
     ctx.source.drain(&ctx.sync, 5).await.unwrap();
-    assert!(ctx.take_handed_on().await.is_empty(), "history must not be handed on");
+    assert!(
+        ctx.take_handed_on().await.is_empty(),
+        "history must not be handed on"
+    );
     // Not due again right away.
     let report = dispatcher.invoke(&json!({})).await.unwrap();
     assert_eq!(report["due"], 0, "{report}");
@@ -154,7 +194,11 @@ async fn dispatcher_enqueues_due_mailboxes_and_first_sync_starts_from_now() {
     assert_eq!(handed.len(), 5);
     assert_unique(&handed);
     let handed_ids: HashSet<_> = ids(&handed).into_iter().collect();
-    assert_eq!(handed_ids, delivered.iter().cloned().collect::<HashSet<_>>(), "immutable ids are handed on");
+    assert_eq!(
+        handed_ids,
+        delivered.iter().cloned().collect::<HashSet<_>>(),
+        "immutable ids are handed on"
+    );
     let graph = ctx.world.requests_since(seq, "graph").await.unwrap();
     let tokens = ctx.world.requests_since(seq, "token").await.unwrap();
     println!(
@@ -163,16 +207,28 @@ async fn dispatcher_enqueues_due_mailboxes_and_first_sync_starts_from_now() {
         graph.len(),
         tokens.len()
     );
-    assert!(graph.len() <= 2, "one delta call should fetch the new messages: {graph:?}");
+    assert!(
+        graph.len() <= 2,
+        "one delta call should fetch the new messages: {graph:?}"
+    );
     for request in &graph {
-        assert!(request["path"].as_str().unwrap().contains("/messages/delta"), "{request}");
+        assert!(
+            request["path"]
+                .as_str()
+                .unwrap()
+                .contains("/messages/delta"),
+            "{request}"
+        );
     }
 
     // Steady state: nothing new, nothing handed on; the app token is reused across invocations.
     ctx.sync_now(&keys).await;
     assert!(ctx.take_handed_on().await.is_empty());
     let tokens = ctx.world.requests_since(seq, "token").await.unwrap();
-    assert!(tokens.is_empty(), "the cached app token must be reused: {tokens:?}");
+    assert!(
+        tokens.is_empty(),
+        "the cached app token must be reused: {tokens:?}"
+    );
     let mailbox = ctx.mailbox(&keys[0]).await;
     assert!(mailbox.folders["inbox"].delta_link.is_some());
     assert_eq!(mailbox.counters.messages_handed_on, 5);
@@ -182,7 +238,11 @@ async fn dispatcher_enqueues_due_mailboxes_and_first_sync_starts_from_now() {
 async fn many_pages_removed_and_moved_messages_hand_on_each_id_once() {
     let ctx = ctx("sync-pages").await;
     let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx.world.connect_organization(&ctx.services, "acme", &[&ops]).await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
     let keys = ctx.mailbox_keys(&integration).await;
     ctx.sync_now(&keys).await;
 
@@ -193,18 +253,57 @@ async fn many_pages_removed_and_moved_messages_hand_on_each_id_once() {
     assert_eq!(handed.len(), 250);
     assert_unique(&handed);
     let pages = ctx.world.requests_since(seq, "graph").await.unwrap();
-    assert!(pages.len() <= 4, "250 messages at 100 per page: {} requests", pages.len());
+    assert!(
+        pages.len() <= 4,
+        "250 messages at 100 per page: {} requests",
+        pages.len()
+    );
 
     // The user moves one message away, deletes another, and moves one out and back in.
-    ctx.world.sim_post(&format!("/mailboxes/{ops}/messages/{}/move", delivered[0]), &json!({"folder": "archive"})).await.unwrap();
-    ctx.world.http().delete(format!("{}/_sim/mailboxes/{ops}/messages/{}", ctx.world.sim.base_url, delivered[1])).send().await.unwrap();
-    ctx.world.sim_post(&format!("/mailboxes/{ops}/messages/{}/move", delivered[2]), &json!({"folder": "archive"})).await.unwrap();
-    ctx.world.sim_post(&format!("/mailboxes/{ops}/messages/{}/move", delivered[2]), &json!({"folder": "inbox"})).await.unwrap();
-    // And marks one read (an update shows up in delta again).
-    ctx.world.sim_post(&format!("/mailboxes/{ops}/messages/{}", delivered[3]), &json!({})).await.ok();
+    ctx.world
+        .sim_post(
+            &format!("/mailboxes/{ops}/messages/{}/move", delivered[0]),
+            &json!({"folder": "archive"}),
+        )
+        .await
+        .unwrap();
     ctx.world
         .http()
-        .patch(format!("{}/_sim/mailboxes/{ops}/messages/{}", ctx.world.sim.base_url, delivered[3]))
+        .delete(format!(
+            "{}/_sim/mailboxes/{ops}/messages/{}",
+            ctx.world.sim.base_url, delivered[1]
+        ))
+        .send()
+        .await
+        .unwrap();
+    ctx.world
+        .sim_post(
+            &format!("/mailboxes/{ops}/messages/{}/move", delivered[2]),
+            &json!({"folder": "archive"}),
+        )
+        .await
+        .unwrap();
+    ctx.world
+        .sim_post(
+            &format!("/mailboxes/{ops}/messages/{}/move", delivered[2]),
+            &json!({"folder": "inbox"}),
+        )
+        .await
+        .unwrap();
+    // And marks one read (an update shows up in delta again).
+    ctx.world
+        .sim_post(
+            &format!("/mailboxes/{ops}/messages/{}", delivered[3]),
+            &json!({}),
+        )
+        .await
+        .ok();
+    ctx.world
+        .http()
+        .patch(format!(
+            "{}/_sim/mailboxes/{ops}/messages/{}",
+            ctx.world.sim.base_url, delivered[3]
+        ))
         .json(&json!({"is_read": true}))
         .send()
         .await
@@ -212,26 +311,44 @@ async fn many_pages_removed_and_moved_messages_hand_on_each_id_once() {
     let new = ctx.world.deliver(&ops, mails("after", 2)).await.unwrap();
     ctx.sync_now(&keys).await;
     let handed = ctx.take_handed_on().await;
-    assert_eq!(ids(&handed).into_iter().collect::<HashSet<_>>(), new.into_iter().collect::<HashSet<_>>());
+    assert_eq!(
+        ids(&handed).into_iter().collect::<HashSet<_>>(),
+        new.into_iter().collect::<HashSet<_>>()
+    );
 }
 
 #[tokio::test]
 async fn an_expired_delta_token_resyncs_without_handing_on_again() {
     let ctx = ctx("sync-expiry").await;
     let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx.world.connect_organization(&ctx.services, "acme", &[&ops]).await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
     let keys = ctx.mailbox_keys(&integration).await;
     ctx.world.deliver(&ops, mails("first", 4)).await.unwrap();
     ctx.sync_now(&keys).await;
     assert_eq!(ctx.take_handed_on().await.len(), 4);
 
-    for (status, code) in [(410, None), (400, Some("SyncStateNotFound")), (400, Some("resyncRequired"))] {
-        let new = ctx.world.deliver(&ops, mails(&format!("after {status}"), 2)).await.unwrap();
+    for (status, code) in [
+        (410, None),
+        (400, Some("SyncStateNotFound")),
+        (400, Some("resyncRequired")),
+    ] {
+        let new = ctx
+            .world
+            .deliver(&ops, mails(&format!("after {status}"), 2))
+            .await
+            .unwrap();
         let mut body = json!({"status": status});
         if let Some(code) = code {
             body["code"] = json!(code);
         }
-        ctx.world.sim_post(&format!("/mailboxes/{ops}/delta/expire"), &body).await.unwrap();
+        ctx.world
+            .sim_post(&format!("/mailboxes/{ops}/delta/expire"), &body)
+            .await
+            .unwrap();
         ctx.sync_now(&keys).await;
         let handed = ctx.take_handed_on().await;
         assert_eq!(
@@ -249,33 +366,74 @@ async fn an_expired_delta_token_resyncs_without_handing_on_again() {
 async fn throttling_and_transient_failures_defer_without_losing_messages() {
     let ctx = ctx("sync-faults").await;
     let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx.world.connect_organization(&ctx.services, "acme", &[&ops]).await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
     let keys = ctx.mailbox_keys(&integration).await;
     ctx.sync_now(&keys).await;
 
     // Transient 503s and a dropped connection are retried within the invocation.
-    let delivered = ctx.world.deliver(&ops, mails("transient", 3)).await.unwrap();
-    ctx.fault(json!({"kind": "unavailable", "count": 2, "path_contains": "/delta", "retry_after": "0.2"})).await;
-    ctx.fault(json!({"kind": "drop", "count": 1, "path_contains": "/delta"})).await;
+    let delivered = ctx
+        .world
+        .deliver(&ops, mails("transient", 3))
+        .await
+        .unwrap();
+    ctx.fault(
+        json!({"kind": "unavailable", "count": 2, "path_contains": "/delta", "retry_after": "0.2"}),
+    )
+    .await;
+    ctx.fault(json!({"kind": "drop", "count": 1, "path_contains": "/delta"}))
+        .await;
     let batches = ctx.sync_now(&keys).await;
-    assert!(batches.iter().all(|b| b.failed.is_empty()), "retried within the budget: {batches:?}");
-    assert_eq!(ids(&ctx.take_handed_on().await).into_iter().collect::<HashSet<_>>(), delivered.into_iter().collect());
+    assert!(
+        batches.iter().all(|b| b.failed.is_empty()),
+        "retried within the budget: {batches:?}"
+    );
+    assert_eq!(
+        ids(&ctx.take_handed_on().await)
+            .into_iter()
+            .collect::<HashSet<_>>(),
+        delivered.into_iter().collect()
+    );
 
     // Throttling beyond the per-invocation budget: the job goes back to the queue, the mailbox
     // records when to retry, and nothing is lost.
-    let delivered = ctx.world.deliver(&ops, mails("throttled", 3)).await.unwrap();
-    ctx.fault(json!({"kind": "throttle", "count": 20, "path_contains": "/delta", "retry_after": "2"})).await;
+    let delivered = ctx
+        .world
+        .deliver(&ops, mails("throttled", 3))
+        .await
+        .unwrap();
+    ctx.fault(
+        json!({"kind": "throttle", "count": 20, "path_contains": "/delta", "retry_after": "2"}),
+    )
+    .await;
     let batches = ctx.sync_now(&keys).await;
-    assert_eq!(batches.iter().map(|b| b.failed.len()).sum::<usize>(), 1, "{batches:?}");
+    assert_eq!(
+        batches.iter().map(|b| b.failed.len()).sum::<usize>(),
+        1,
+        "{batches:?}"
+    );
     let mailbox = ctx.mailbox(&keys[0]).await;
     assert!(mailbox.throttled_until.is_some());
     assert_eq!(mailbox.counters.throttled, 1);
     assert!(ctx.take_handed_on().await.is_empty());
 
-    ctx.world.http().delete(format!("{}/_sim/faults", ctx.world.sim.base_url)).send().await.unwrap();
+    ctx.world
+        .http()
+        .delete(format!("{}/_sim/faults", ctx.world.sim.base_url))
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     ctx.sync_now(&keys).await;
-    assert_eq!(ids(&ctx.take_handed_on().await).into_iter().collect::<HashSet<_>>(), delivered.into_iter().collect());
+    assert_eq!(
+        ids(&ctx.take_handed_on().await)
+            .into_iter()
+            .collect::<HashSet<_>>(),
+        delivered.into_iter().collect()
+    );
     assert!(ctx.mailbox(&keys[0]).await.throttled_until.is_none());
 }
 
@@ -283,16 +441,29 @@ async fn throttling_and_transient_failures_defer_without_losing_messages() {
 async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off() {
     let ctx = ctx_with_lease("sync-crash", 8).await;
     let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx.world.connect_organization(&ctx.services, "acme", &[&ops]).await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
     let keys = ctx.mailbox_keys(&integration).await;
     ctx.sync_now(&keys).await;
 
     let delivered = ctx.world.deliver(&ops, mails("crash", 250)).await.unwrap();
     // The second page of the round hangs; the worker is killed while waiting for it, after the
     // first page was handed on and checkpointed.
-    ctx.fault(json!({"kind": "delay", "delay_ms": 8000, "count": 1, "path_contains": "skiptoken"})).await;
-    let job = SyncJob { mailbox: keys[0].clone(), force: true };
-    outlook_core::sync::dispatch::enqueue(&ctx.sqs, &ctx.world.resources.sync_queue_url, std::slice::from_ref(&job)).await;
+    ctx.fault(json!({"kind": "delay", "delay_ms": 8000, "count": 1, "path_contains": "skiptoken"}))
+        .await;
+    let job = SyncJob {
+        mailbox: keys[0].clone(),
+        force: true,
+    };
+    outlook_core::sync::dispatch::enqueue(
+        &ctx.sqs,
+        &ctx.world.resources.sync_queue_url,
+        std::slice::from_ref(&job),
+    )
+    .await;
     let poll = ctx.source.poll_once(&ctx.sync);
     let kill = async {
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
@@ -300,18 +471,36 @@ async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off()
     };
     let (batch, ()) = tokio::join!(poll, kill);
     let batch = batch.unwrap();
-    assert!(batch.error.is_some() || !batch.failed.is_empty(), "the killed invocation failed: {batch:?}");
+    assert!(
+        batch.error.is_some() || !batch.failed.is_empty(),
+        "the killed invocation failed: {batch:?}"
+    );
     let first = ctx.take_handed_on().await;
-    assert!(!first.is_empty() && first.len() < 250, "only the first page was handed on: {}", first.len());
+    assert!(
+        !first.is_empty() && first.len() < 250,
+        "only the first page was handed on: {}",
+        first.len()
+    );
     let mailbox = ctx.mailbox(&keys[0]).await;
-    assert!(mailbox.folders["inbox"].page_link.is_some(), "the first page was checkpointed");
+    assert!(
+        mailbox.folders["inbox"].page_link.is_some(),
+        "the first page was checkpointed"
+    );
 
     // While the dead worker's lease runs, another worker backs off.
     ctx.sync.restart().await.unwrap();
-    let second = ctx.world.start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", "8")]).await.unwrap();
-    let direct = json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(&job).unwrap()}]});
+    let second = ctx
+        .world
+        .start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", "8")])
+        .await
+        .unwrap();
+    let direct =
+        json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(&job).unwrap()}]});
     second.invoke(&direct).await.unwrap();
-    assert!(ctx.take_handed_on().await.is_empty(), "a leased mailbox is not synced twice");
+    assert!(
+        ctx.take_handed_on().await.is_empty(),
+        "a leased mailbox is not synced twice"
+    );
 
     // After the lease, the redelivered job resumes from the checkpoint.
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
@@ -332,10 +521,16 @@ async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off()
     // batch (ten) being accepted and being marked handed on; rule evaluation's claim drops that
     // copy (tests/e2e/tests/rules_e2e.rs covers duplicate deliveries).
     let overlap = first_ids.intersection(&rest_ids).count();
-    assert!(overlap <= 10, "at most the batch in flight is re-sent, got {overlap}");
+    assert!(
+        overlap <= 10,
+        "at most the batch in flight is re-sent, got {overlap}"
+    );
     let mut all = first;
     all.extend(rest);
-    assert_eq!(ids(&all).into_iter().collect::<HashSet<_>>(), delivered.into_iter().collect::<HashSet<_>>());
+    assert_eq!(
+        ids(&all).into_iter().collect::<HashSet<_>>(),
+        delivered.into_iter().collect::<HashSet<_>>()
+    );
     assert_eq!(all.len(), 250 + overlap);
 }
 
@@ -343,21 +538,43 @@ async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off()
 async fn two_workers_on_one_mailbox_sync_it_once() {
     let ctx = ctx("sync-two").await;
     let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx.world.connect_organization(&ctx.services, "acme", &[&ops]).await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
     let keys = ctx.mailbox_keys(&integration).await;
     ctx.sync_now(&keys).await;
     let delivered = ctx.world.deliver(&ops, mails("race", 30)).await.unwrap();
-    ctx.world.sim_put("/settings", &json!({"graph_latency_ms": 300})).await.unwrap();
-    let other = ctx.world.start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", "30")]).await.unwrap();
-    let job = SyncJob { mailbox: keys[0].clone(), force: true };
-    let event = json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(&job).unwrap()}]});
+    ctx.world
+        .sim_put("/settings", &json!({"graph_latency_ms": 300}))
+        .await
+        .unwrap();
+    let other = ctx
+        .world
+        .start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", "30")])
+        .await
+        .unwrap();
+    let job = SyncJob {
+        mailbox: keys[0].clone(),
+        force: true,
+    };
+    let event =
+        json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(&job).unwrap()}]});
     let (a, b) = tokio::join!(ctx.sync.invoke(&event), other.invoke(&event));
     a.unwrap();
     b.unwrap();
     let handed = ctx.take_handed_on().await;
     assert_unique(&handed);
-    assert_eq!(ids(&handed).into_iter().collect::<HashSet<_>>(), delivered.into_iter().collect::<HashSet<_>>());
-    assert_eq!(ctx.mailbox(&keys[0]).await.counters.syncs, 2, "one of the two backed off");
+    assert_eq!(
+        ids(&handed).into_iter().collect::<HashSet<_>>(),
+        delivered.into_iter().collect::<HashSet<_>>()
+    );
+    assert_eq!(
+        ctx.mailbox(&keys[0]).await.counters.syncs,
+        2,
+        "one of the two backed off"
+    );
 }
 
 /// Every identity event gives the integration the status and reason a person needs, and a
@@ -373,9 +590,17 @@ async fn identity_events_map_to_statuses_and_stop_syncing() {
         ("user_disabled", Reason::AccountDisabled),
     ];
     for (event, reason) in cases {
-        let user = ctx.world.add_user(&format!("u-{event}"), "user").await.unwrap();
+        let user = ctx
+            .world
+            .add_user(&format!("u-{event}"), "user")
+            .await
+            .unwrap();
         let workspace = format!("ws-{}", event.replace('_', "-"));
-        let integration = ctx.world.connect_personal(&ctx.services, &workspace, &user, &[], None).await.unwrap();
+        let integration = ctx
+            .world
+            .connect_personal(&ctx.services, &workspace, &user, &[], None)
+            .await
+            .unwrap();
         let keys = ctx.mailbox_keys(&integration).await;
         ctx.sync_now(&keys).await;
         let mut body = json!({"type": event, "user": user, "tenant": ctx.world.tenant_id, "app": ctx.world.client_id});
@@ -387,16 +612,40 @@ async fn identity_events_map_to_statuses_and_stop_syncing() {
         ctx.sync_now(&keys).await;
         let current = ctx.integration(&integration).await;
         assert_eq!(current.status, IntegrationStatus::NeedsReconnect, "{event}");
-        assert_eq!(current.status_reason.as_ref().unwrap().code, *reason, "{event}");
-        assert_eq!(ctx.mailbox(&keys[0]).await.status, MailboxStatus::Paused, "{event}");
+        assert_eq!(
+            current.status_reason.as_ref().unwrap().code,
+            *reason,
+            "{event}"
+        );
+        assert_eq!(
+            ctx.mailbox(&keys[0]).await.status,
+            MailboxStatus::Paused,
+            "{event}"
+        );
         // No retry storm: the scheduler no longer sees it, and a forced job makes no token request.
         let seq = ctx.world.last_request_seq().await.unwrap();
-        let due = ctx.services.store.due_mailboxes(time::OffsetDateTime::now_utc() + time::Duration::hours(1)).await.unwrap();
-        assert!(!due.iter().any(|k| k.mailbox_id == keys[0].mailbox_id), "{event}");
+        let due = ctx
+            .services
+            .store
+            .due_mailboxes(time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+            .await
+            .unwrap();
+        assert!(
+            !due.iter().any(|k| k.mailbox_id == keys[0].mailbox_id),
+            "{event}"
+        );
         ctx.sync_now(&keys).await;
-        assert!(ctx.world.requests_since(seq, "token").await.unwrap().is_empty(), "{event}");
+        assert!(
+            ctx.world
+                .requests_since(seq, "token")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{event}"
+        );
         if *event == "mfa_required" {
-            ctx.event(json!({"type": "mfa_cleared", "tenant": ctx.world.tenant_id})).await;
+            ctx.event(json!({"type": "mfa_cleared", "tenant": ctx.world.tenant_id}))
+                .await;
         }
     }
 }
@@ -405,8 +654,16 @@ async fn identity_events_map_to_statuses_and_stop_syncing() {
 async fn organization_wide_keeps_syncing_when_the_personal_one_breaks_and_reconnect_resumes() {
     let ctx = ctx("sync-side-by-side").await;
     let alice = ctx.world.add_user("alice", "user").await.unwrap();
-    let org = ctx.world.connect_organization(&ctx.services, "org-ws", &[&alice]).await.unwrap();
-    let personal = ctx.world.connect_personal(&ctx.services, "personal-ws", &alice, &[], None).await.unwrap();
+    let org = ctx
+        .world
+        .connect_organization(&ctx.services, "org-ws", &[&alice])
+        .await
+        .unwrap();
+    let personal = ctx
+        .world
+        .connect_personal(&ctx.services, "personal-ws", &alice, &[], None)
+        .await
+        .unwrap();
     let org_keys = ctx.mailbox_keys(&org).await;
     let personal_keys = ctx.mailbox_keys(&personal).await;
     let all_keys: Vec<_> = org_keys.iter().chain(&personal_keys).cloned().collect();
@@ -415,40 +672,83 @@ async fn organization_wide_keeps_syncing_when_the_personal_one_breaks_and_reconn
     ctx.sync_now(&all_keys).await;
     let handed = ctx.take_handed_on().await;
     assert_eq!(handed.len(), 4, "both integrations saw both messages");
-    let delta_before = ctx.mailbox(&personal_keys[0]).await.folders["inbox"].delta_link.clone().unwrap();
+    let delta_before = ctx.mailbox(&personal_keys[0]).await.folders["inbox"]
+        .delta_link
+        .clone()
+        .unwrap();
 
     // Alice changes her password and the tenant turns on MFA.
-    ctx.event(json!({"type": "password_changed", "user": alice})).await;
-    ctx.event(json!({"type": "mfa_required", "tenant": ctx.world.tenant_id})).await;
+    ctx.event(json!({"type": "password_changed", "user": alice}))
+        .await;
+    ctx.event(json!({"type": "mfa_required", "tenant": ctx.world.tenant_id}))
+        .await;
     ctx.expire_access_tokens().await;
     let during = ctx.world.deliver(&alice, mails("during", 3)).await.unwrap();
     ctx.sync_now(&all_keys).await;
     let handed = ctx.take_handed_on().await;
-    let by_workspace: HashMap<WorkspaceId, Vec<String>> = handed.iter().fold(HashMap::new(), |mut acc, job| {
-        acc.entry(job.mailbox.workspace_id.clone()).or_default().push(job.message.id.clone());
-        acc
-    });
+    let by_workspace: HashMap<WorkspaceId, Vec<String>> =
+        handed.iter().fold(HashMap::new(), |mut acc, job| {
+            acc.entry(job.mailbox.workspace_id.clone())
+                .or_default()
+                .push(job.message.id.clone());
+            acc
+        });
     let org_ws = WorkspaceId::parse("org-ws").unwrap();
-    assert_eq!(by_workspace.get(&org_ws).map(Vec::len), Some(3), "organization-wide keeps syncing");
+    assert_eq!(
+        by_workspace.get(&org_ws).map(Vec::len),
+        Some(3),
+        "organization-wide keeps syncing"
+    );
     assert!(!by_workspace.contains_key(&WorkspaceId::parse("personal-ws").unwrap()));
-    assert_eq!(ctx.integration(&org).await.status, IntegrationStatus::Connected);
+    assert_eq!(
+        ctx.integration(&org).await.status,
+        IntegrationStatus::Connected
+    );
     let broken = ctx.integration(&personal).await;
     assert_eq!(broken.status, IntegrationStatus::NeedsReconnect);
     assert_eq!(broken.status_reason.unwrap().code, Reason::PasswordChanged);
 
     // Alice reconnects (a fresh interactive sign-in satisfies MFA): sync resumes from the stored
     // delta link, handing on exactly the messages that arrived meanwhile.
-    let reconnected = ctx.world.connect_personal(&ctx.services, "personal-ws", &alice, &[], Some(&personal.integration_id)).await.unwrap();
+    let reconnected = ctx
+        .world
+        .connect_personal(
+            &ctx.services,
+            "personal-ws",
+            &alice,
+            &[],
+            Some(&personal.integration_id),
+        )
+        .await
+        .unwrap();
     assert_eq!(reconnected.integration_id, personal.integration_id);
-    assert_eq!(ctx.mailbox_keys(&reconnected).await, personal_keys, "the same mailbox records");
-    assert_eq!(ctx.mailbox(&personal_keys[0]).await.folders["inbox"].delta_link.as_deref(), Some(delta_before.as_str()));
+    assert_eq!(
+        ctx.mailbox_keys(&reconnected).await,
+        personal_keys,
+        "the same mailbox records"
+    );
+    assert_eq!(
+        ctx.mailbox(&personal_keys[0]).await.folders["inbox"]
+            .delta_link
+            .as_deref(),
+        Some(delta_before.as_str())
+    );
     let seq = ctx.world.last_request_seq().await.unwrap();
     ctx.sync_now(&personal_keys).await;
     let handed = ctx.take_handed_on().await;
-    assert_eq!(ids(&handed).into_iter().collect::<HashSet<_>>(), during.into_iter().collect::<HashSet<_>>());
+    assert_eq!(
+        ids(&handed).into_iter().collect::<HashSet<_>>(),
+        during.into_iter().collect::<HashSet<_>>()
+    );
     assert!(!ids(&handed).iter().any(|id| before.contains(id)));
     let graph = ctx.world.requests_since(seq, "graph").await.unwrap();
-    assert!(graph.iter().any(|r| r["query"].as_str().unwrap_or_default().contains("deltatoken")), "{graph:?}");
+    assert!(
+        graph.iter().any(|r| r["query"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deltatoken")),
+        "{graph:?}"
+    );
 }
 
 #[tokio::test]
@@ -456,7 +756,11 @@ async fn app_level_failures_are_reported_without_a_retry_storm() {
     let ctx = ctx("sync-app").await;
     let ops = ctx.world.add_user("ops", "shared").await.unwrap();
     let blocked = ctx.world.add_user("blocked", "user").await.unwrap();
-    let integration = ctx.world.connect_organization(&ctx.services, "acme", &[&ops, &blocked]).await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops, &blocked])
+        .await
+        .unwrap();
     let keys = ctx.mailbox_keys(&integration).await;
     ctx.sync_now(&keys).await;
 
@@ -473,16 +777,24 @@ async fn app_level_failures_are_reported_without_a_retry_storm() {
         let mailbox = ctx.mailbox(key).await;
         if mailbox.address == blocked {
             assert_eq!(mailbox.status, MailboxStatus::Blocked);
-            assert_eq!(mailbox.status_reason.unwrap().code, Reason::MailboxOutsideAdminScope);
+            assert_eq!(
+                mailbox.status_reason.unwrap().code,
+                Reason::MailboxOutsideAdminScope
+            );
         } else {
             assert_eq!(mailbox.status, MailboxStatus::Active);
         }
     }
 
     // The app's client secret expires: reported, retried only every 15 minutes.
-    ctx.event(json!({"type": "secret_expired", "app": ctx.world.client_id})).await;
+    ctx.event(json!({"type": "secret_expired", "app": ctx.world.client_id}))
+        .await;
     // A new sandbox (no cached token) meets the expired secret at its token request.
-    let fresh = ctx.world.start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", "2")]).await.unwrap();
+    let fresh = ctx
+        .world
+        .start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", "2")])
+        .await
+        .unwrap();
     let mut ops_key = None;
     for key in &keys {
         if ctx.mailbox(key).await.address == ops {
@@ -490,38 +802,72 @@ async fn app_level_failures_are_reported_without_a_retry_storm() {
         }
     }
     let ops_key = ops_key.unwrap();
-    let job = SyncJob { mailbox: ops_key.clone(), force: true };
-    let event = json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(&job).unwrap()}]});
+    let job = SyncJob {
+        mailbox: ops_key.clone(),
+        force: true,
+    };
+    let event =
+        json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(&job).unwrap()}]});
     fresh.invoke(&event).await.unwrap();
     let current = ctx.integration(&integration).await;
     assert_eq!(current.status, IntegrationStatus::AdminActionRequired);
-    assert_eq!(current.status_reason.unwrap().code, Reason::AppCredentialsExpired);
+    assert_eq!(
+        current.status_reason.unwrap().code,
+        Reason::AppCredentialsExpired
+    );
     let mailbox = ctx.mailbox(&ops_key).await;
-    assert!(mailbox.next_sync_at >= time::OffsetDateTime::now_utc().unix_timestamp() + 800, "backs off");
+    assert!(
+        mailbox.next_sync_at >= time::OffsetDateTime::now_utc().unix_timestamp() + 800,
+        "backs off"
+    );
 }
 
 #[tokio::test]
 async fn an_app_removed_from_the_tenant_stops_until_consent_is_given_again() {
     let ctx = ctx("sync-app-removed").await;
     let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx.world.connect_organization(&ctx.services, "acme", &[&ops]).await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
     let keys = ctx.mailbox_keys(&integration).await;
     ctx.sync_now(&keys).await;
-    ctx.event(json!({"type": "app_removed", "tenant": ctx.world.tenant_id, "app": ctx.world.client_id})).await;
+    ctx.event(
+        json!({"type": "app_removed", "tenant": ctx.world.tenant_id, "app": ctx.world.client_id}),
+    )
+    .await;
     // A new sandbox (no cached token) meets the removal at its token request.
     ctx.sync.restart().await.unwrap();
     ctx.sync_now(&keys).await;
     let current = ctx.integration(&integration).await;
     assert_eq!(current.status, IntegrationStatus::AdminActionRequired);
-    assert_eq!(current.status_reason.unwrap().code, Reason::AppRemovedFromTenant);
+    assert_eq!(
+        current.status_reason.unwrap().code,
+        Reason::AppRemovedFromTenant
+    );
     assert_eq!(ctx.mailbox(&keys[0]).await.status, MailboxStatus::Paused);
     let seq = ctx.world.last_request_seq().await.unwrap();
     ctx.sync_now(&keys).await;
-    assert!(ctx.world.requests_since(seq, "token").await.unwrap().is_empty(), "no retry storm");
+    assert!(
+        ctx.world
+            .requests_since(seq, "token")
+            .await
+            .unwrap()
+            .is_empty(),
+        "no retry storm"
+    );
 
     // The admin consents again: the same integration resumes.
-    let again = ctx.world.connect_organization(&ctx.services, "acme", &[&ops]).await.unwrap();
+    let again = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
     assert_eq!(again.integration_id, integration.integration_id);
-    assert_eq!(ctx.integration(&integration).await.status, IntegrationStatus::Connected);
+    assert_eq!(
+        ctx.integration(&integration).await.status,
+        IntegrationStatus::Connected
+    );
     assert_eq!(ctx.mailbox(&keys[0]).await.status, MailboxStatus::Active);
 }

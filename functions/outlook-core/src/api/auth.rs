@@ -43,7 +43,10 @@ impl Authenticator {
     /// Reads `Authorization: Bearer <jwt>`; any problem is a 401 without details.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
         let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
@@ -51,7 +54,11 @@ impl Authenticator {
             tracing::info!(reason = %err, "rejected an API token");
             ApiError::Unauthenticated
         })?;
-        let workspace_id = WorkspaceId::parse(data.claims.workspace_id).map_err(|_| ApiError::Unauthenticated)?;
-        Ok(Caller { workspace_id, subject: data.claims.sub })
+        let workspace_id =
+            WorkspaceId::parse(data.claims.workspace_id).map_err(|_| ApiError::Unauthenticated)?;
+        Ok(Caller {
+            workspace_id,
+            subject: data.claims.sub,
+        })
     }
 }

@@ -40,7 +40,7 @@ use url::Url;
 
 use super::ApiError;
 use super::auth::{Authenticator, Caller};
-use super::dto::{IntegrationState, IntegrationView, MailboxState};
+use super::dto::{IntegrationState, IntegrationView, MailboxState, ReasonView};
 use super::http::{HttpRequest, HttpResponse};
 use super::routes::{Params, RouteId};
 use crate::config::join_path;
@@ -150,15 +150,26 @@ impl PageCtx<'_> {
     }
 
     fn cookie(&self, name: &str, value: &str, same_site: &str, max_age: Option<u64>) -> String {
-        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
-        if let Some(age) = max_age {
-            cookie.push_str(&format!("; Max-Age={age}"));
-        }
-        if self.secure() {
-            cookie.push_str("; Secure");
-        }
-        cookie
+        set_cookie(name, value, same_site, max_age, self.secure())
     }
+}
+
+/// A `Set-Cookie` value: always `HttpOnly` and `Path=/`; `Secure` when the site is https.
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    same_site: &str,
+    max_age: Option<u64>,
+    secure: bool,
+) -> String {
+    let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
+    if let Some(age) = max_age {
+        cookie.push_str(&format!("; Max-Age={age}"));
+    }
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    cookie
 }
 
 /// The CSRF token of a session: bound to it, unguessable without it.
@@ -525,6 +536,14 @@ fn integration_title(view: &IntegrationView) -> String {
     }
 }
 
+fn same_reason(a: &Option<ReasonView>, b: &Option<ReasonView>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.code == b.code,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 fn render_integration(base: &Url, csrf: &str, view: &IntegrationView) -> Markup {
     let good = view.state == IntegrationState::Connected;
     let state = serde_json::to_value(view.state)
@@ -559,7 +578,9 @@ fn render_integration(base: &Url, csrf: &str, view: &IntegrationView) -> Markup 
                             td { (mailbox.address) }
                             td { span class={ "badge " (if ok { "good" } else { "bad" }) } { (mailbox.state_label) } }
                             td {
-                                @if let Some(reason) = &mailbox.reason {
+                                @if mailbox.state == MailboxState::Paused && same_reason(&mailbox.reason, &view.reason) {
+                                    "Paused until this connection works again (see above)."
+                                } @else if let Some(reason) = &mailbox.reason {
                                     (reason.message) " " strong { "What to do: " } (reason.fix)
                                 }
                                 @if let Some(retry) = mailbox.retry_at {
@@ -645,6 +666,18 @@ mod tests {
 
     fn base() -> Url {
         Url::parse("https://api.example.com").unwrap()
+    }
+
+    #[test]
+    fn cookies_are_http_only_and_secure_on_https() {
+        assert_eq!(
+            set_cookie(SESSION_COOKIE, "t", "Strict", None, true),
+            "outlook_connect_session=t; Path=/; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert_eq!(
+            set_cookie(BINDING_COOKIE, "b", "Lax", Some(600), false),
+            format!("{BINDING_COOKIE}=b; Path=/; HttpOnly; SameSite=Lax; Max-Age=600")
+        );
     }
 
     #[test]

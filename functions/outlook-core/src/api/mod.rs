@@ -20,7 +20,11 @@ pub enum ApiError {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
-    Invalid { code: &'static str, message: String, details: Vec<FieldError> },
+    Invalid {
+        code: &'static str,
+        message: String,
+        details: Vec<FieldError>,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("method not allowed")]
@@ -33,7 +37,9 @@ pub enum ApiError {
     #[error("the rule set has {} problem(s); nothing was saved", .0.len())]
     InvalidRules(Vec<crate::rules::RuleValidationError>),
     /// Optimistic concurrency: the client's version is not the stored one.
-    #[error("the rule set was changed meanwhile: its version is now {current}; read it again and reapply your change")]
+    #[error(
+        "the rule set was changed meanwhile: its version is now {current}; read it again and reapply your change"
+    )]
     VersionConflict { current: u64 },
 }
 
@@ -62,7 +68,11 @@ struct ErrorDetail<'a> {
 
 impl ApiError {
     pub fn invalid(message: impl Into<String>) -> Self {
-        ApiError::Invalid { code: "invalid_request", message: message.into(), details: Vec::new() }
+        ApiError::Invalid {
+            code: "invalid_request",
+            message: message.into(),
+            details: Vec::new(),
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -95,7 +105,9 @@ impl ApiError {
 
     pub fn body(&self) -> String {
         let details = match self {
-            ApiError::Invalid { details, .. } if !details.is_empty() => serde_json::to_value(details).ok(),
+            ApiError::Invalid { details, .. } if !details.is_empty() => {
+                serde_json::to_value(details).ok()
+            }
             ApiError::InvalidRules(errors) => serde_json::to_value(errors).ok(),
             _ => None,
         };
@@ -103,7 +115,12 @@ impl ApiError {
             ApiError::VersionConflict { current } => Some(*current),
             _ => None,
         };
-        let error = ErrorDetail { code: self.code(), message: self.to_string(), details, current_version };
+        let error = ErrorDetail {
+            code: self.code(),
+            message: self.to_string(),
+            details,
+            current_version,
+        };
         serde_json::to_string(&ErrorBody { error }).expect("error bodies serialize")
     }
 }
@@ -112,7 +129,9 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
         match err {
             crate::store::StoreError::NotFound => ApiError::NotFound("record"),
-            crate::store::StoreError::Conflict => ApiError::Conflict("the record changed concurrently; retry".into()),
+            crate::store::StoreError::Conflict => {
+                ApiError::Conflict("the record changed concurrently; retry".into())
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::Unavailable
@@ -130,13 +149,17 @@ mod tests {
         let err = ApiError::Invalid {
             code: "invalid_rules",
             message: "2 problems".into(),
-            details: vec![FieldError { field: "rules[0].actions".into(), message: "empty".into() }],
+            details: vec![FieldError {
+                field: "rules[0].actions".into(),
+                message: "empty".into(),
+            }],
         };
         assert_eq!(err.status(), 400);
         let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
         assert_eq!(body["error"]["code"], "invalid_rules");
         assert_eq!(body["error"]["details"][0]["field"], "rules[0].actions");
-        let body: serde_json::Value = serde_json::from_str(&ApiError::Unauthenticated.body()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&ApiError::Unauthenticated.body()).unwrap();
         assert_eq!(body["error"]["code"], "unauthenticated");
         assert!(body["error"].get("details").is_none());
     }

@@ -21,7 +21,9 @@ use crate::graph::{GraphError, MailboxRef};
 use crate::health::{Reason, StatusReason};
 use crate::identity::{IdentityFailure, ORGANIZATIONS, PkceCodeVerifier, Prompt, new_pkce};
 use crate::ids::IntegrationId;
-use crate::model::{AccountType, Integration, IntegrationStatus, Mailbox, MailboxKind, MailboxStatus};
+use crate::model::{
+    AccountType, Integration, IntegrationStatus, Mailbox, MailboxKind, MailboxStatus,
+};
 use crate::pages::ResultPage;
 use crate::services::Services;
 use crate::store::{ConsumeError, OAuthState, StateError, StoreError, new_state_value};
@@ -67,11 +69,14 @@ fn hash_binding(value: &str) -> String {
 
 fn parse_addresses(field: &str, values: &[String], max: usize) -> Result<Vec<String>, ApiError> {
     if values.len() > max {
-        return Err(ApiError::invalid(format!("{field}: at most {max} mailboxes")));
+        return Err(ApiError::invalid(format!(
+            "{field}: at most {max} mailboxes"
+        )));
     }
     let mut out: Vec<String> = Vec::new();
     for value in values {
-        let address = parse_mailbox_address(value).map_err(|e| ApiError::invalid(format!("{field}: {e}")))?;
+        let address =
+            parse_mailbox_address(value).map_err(|e| ApiError::invalid(format!("{field}: {e}")))?;
         if !out.contains(&address) {
             out.push(address);
         }
@@ -100,7 +105,11 @@ pub async fn start(
         None => None,
     };
     let existing_mailboxes = match &existing {
-        Some(integration) => svc.store.list_mailboxes(&caller.workspace_id, Some(&integration.integration_id)).await?,
+        Some(integration) => {
+            svc.store
+                .list_mailboxes(&caller.workspace_id, Some(&integration.integration_id))
+                .await?
+        }
         None => Vec::new(),
     };
     let state = new_state_value();
@@ -120,15 +129,25 @@ pub async fn start(
     };
     let url = match options {
         StartOptions::Organization { mailboxes, tenant } => {
-            if existing.as_ref().is_some_and(|i| i.account_type != AccountType::Organization) {
-                return Err(ApiError::invalid("this integration is personal; reconnect it with a personal sign-in"));
+            if existing
+                .as_ref()
+                .is_some_and(|i| i.account_type != AccountType::Organization)
+            {
+                return Err(ApiError::invalid(
+                    "this integration is personal; reconnect it with a personal sign-in",
+                ));
             }
             let mut mailboxes = parse_addresses("mailboxes", &mailboxes, MAX_MAILBOXES)?;
             if mailboxes.is_empty() {
-                mailboxes = existing_mailboxes.iter().map(|m| m.address.clone()).collect();
+                mailboxes = existing_mailboxes
+                    .iter()
+                    .map(|m| m.address.clone())
+                    .collect();
             }
             if mailboxes.is_empty() {
-                return Err(ApiError::invalid("mailboxes: name at least one mailbox to sync"));
+                return Err(ApiError::invalid(
+                    "mailboxes: name at least one mailbox to sync",
+                ));
             }
             record.mailboxes = mailboxes;
             let tenant = match (&existing, tenant) {
@@ -136,18 +155,35 @@ pub async fn start(
                 (None, Some(tenant)) => validate_tenant_hint(&tenant)?,
                 (None, None) => ORGANIZATIONS.to_owned(),
             };
-            svc.identity().admin_consent_url(&tenant, &redirect, state.expose_secret())
+            svc.identity()
+                .admin_consent_url(&tenant, &redirect, state.expose_secret())
         }
-        StartOptions::Personal { shared_mailboxes, login_hint } => {
-            if existing.as_ref().is_some_and(|i| i.account_type != AccountType::Personal) {
-                return Err(ApiError::invalid("this integration is organization-wide; reconnect it with admin consent"));
+        StartOptions::Personal {
+            shared_mailboxes,
+            login_hint,
+        } => {
+            if existing
+                .as_ref()
+                .is_some_and(|i| i.account_type != AccountType::Personal)
+            {
+                return Err(ApiError::invalid(
+                    "this integration is organization-wide; reconnect it with admin consent",
+                ));
             }
-            let mut shared = parse_addresses("sharedMailboxes", &shared_mailboxes, MAX_SHARED_MAILBOXES)?;
+            let mut shared =
+                parse_addresses("sharedMailboxes", &shared_mailboxes, MAX_SHARED_MAILBOXES)?;
             if shared.is_empty() {
-                shared = existing_mailboxes.iter().filter(|m| m.kind == MailboxKind::Shared).map(|m| m.address.clone()).collect();
+                shared = existing_mailboxes
+                    .iter()
+                    .filter(|m| m.kind == MailboxKind::Shared)
+                    .map(|m| m.address.clone())
+                    .collect();
             }
             let login_hint = match (login_hint, &existing) {
-                (Some(hint), _) => Some(parse_mailbox_address(&hint).map_err(|e| ApiError::invalid(format!("loginHint: {e}")))?),
+                (Some(hint), _) => Some(
+                    parse_mailbox_address(&hint)
+                        .map_err(|e| ApiError::invalid(format!("loginHint: {e}")))?,
+                ),
                 (None, Some(integration)) => integration.user_principal_name.clone(),
                 (None, None) => None,
             };
@@ -169,29 +205,44 @@ pub async fn start(
     };
     svc.store.put_state(&state, &record).await?;
     tracing::info!(workspace = %caller.workspace_id, account_type = ?record.account_type, reconnect = record.integration_id.is_some(), "connect flow started");
-    Ok(StartedFlow { url, expires_at, browser_binding: binding })
+    Ok(StartedFlow {
+        url,
+        expires_at,
+        browser_binding: binding,
+    })
 }
 
 fn validate_tenant_hint(tenant: &str) -> Result<String, ApiError> {
     let tenant = tenant.trim().to_lowercase();
     let domain_like = tenant.len() <= 253
         && tenant.contains('.')
-        && tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     if uuid::Uuid::parse_str(&tenant).is_ok() || domain_like {
         Ok(tenant)
     } else {
-        Err(ApiError::invalid("tenant: give the organization's tenant id or its domain (contoso.onmicrosoft.com)"))
+        Err(ApiError::invalid(
+            "tenant: give the organization's tenant id or its domain (contoso.onmicrosoft.com)",
+        ))
     }
 }
 
 /// Handles Microsoft's redirect. Always answers with a page; never exposes tokens or internals.
-pub async fn handle_callback(svc: &Services, query: &str, binding_cookie: Option<&str>, now: OffsetDateTime) -> ResultPage {
+pub async fn handle_callback(
+    svc: &Services,
+    query: &str,
+    binding_cookie: Option<&str>,
+    now: OffsetDateTime,
+) -> ResultPage {
     let params = match parse_callback(query) {
         Ok(params) => params,
         Err(problem) => return problem.page(),
     };
     let state = match &params {
-        CallbackParams::AdminConsent { state, .. } | CallbackParams::Code { state, .. } | CallbackParams::Error { state, .. } => state,
+        CallbackParams::AdminConsent { state, .. }
+        | CallbackParams::Code { state, .. }
+        | CallbackParams::Error { state, .. } => state,
     };
     // Consumed first, whatever Microsoft answered: a state is good for one callback only.
     let record = match svc.store.consume_state(state, now).await {
@@ -230,12 +281,18 @@ pub async fn handle_callback(svc: &Services, query: &str, binding_cookie: Option
     }
     let organization = record.account_type == AccountType::Organization;
     let result = match params {
-        CallbackParams::Error { error, description, .. } => {
+        CallbackParams::Error {
+            error, description, ..
+        } => {
             tracing::info!(workspace = %record.workspace_id, error = %error, "Microsoft returned an error to the callback");
             return microsoft_error_page(&error, &description, organization);
         }
-        CallbackParams::AdminConsent { tenant, .. } if organization => finish_organization(svc, &record, &tenant, now).await,
-        CallbackParams::Code { code, .. } if !organization => finish_personal(svc, &record, &code, now).await,
+        CallbackParams::AdminConsent { tenant, .. } if organization => {
+            finish_organization(svc, &record, &tenant, now).await
+        }
+        CallbackParams::Code { code, .. } if !organization => {
+            finish_personal(svc, &record, &code, now).await
+        }
         _ => {
             return ResultPage::problem(
                 400,
@@ -263,13 +320,17 @@ fn unavailable_page() -> ResultPage {
 fn identity_problem(failure: &IdentityFailure, organization: bool) -> ResultPage {
     let reason = reason_for(failure);
     match failure {
-        IdentityFailure::AppNotInTenant | IdentityFailure::ConsentRevoked if organization => ResultPage::problem(
-            403,
-            "Admin consent could not be confirmed",
-            "Microsoft 365 did not let the app into this organization, so the consent could not be verified. Nothing was connected.",
-            "A Microsoft 365 administrator of the organization must start the organization-wide connection and accept.",
-        ),
-        IdentityFailure::PkceMismatch | IdentityFailure::InvalidGrant | IdentityFailure::CodeAlreadyRedeemed => ResultPage::problem(
+        IdentityFailure::AppNotInTenant | IdentityFailure::ConsentRevoked if organization => {
+            ResultPage::problem(
+                403,
+                "Admin consent could not be confirmed",
+                "Microsoft 365 did not let the app into this organization, so the consent could not be verified. Nothing was connected.",
+                "A Microsoft 365 administrator of the organization must start the organization-wide connection and accept.",
+            )
+        }
+        IdentityFailure::PkceMismatch
+        | IdentityFailure::InvalidGrant
+        | IdentityFailure::CodeAlreadyRedeemed => ResultPage::problem(
             400,
             "The sign-in could not be verified",
             "Microsoft 365 did not accept the sign-in code for this connection. Nothing was connected.",
@@ -287,7 +348,12 @@ fn identity_problem(failure: &IdentityFailure, organization: bool) -> ResultPage
             "The sign-in could not be completed because Microsoft 365 was unavailable. Nothing was connected.",
             "Try again in a few minutes.",
         ),
-        _ => ResultPage::problem(403, "The connection was refused", reason.message(), reason.fix()),
+        _ => ResultPage::problem(
+            403,
+            "The connection was refused",
+            reason.message(),
+            reason.fix(),
+        ),
     }
 }
 
@@ -299,7 +365,12 @@ struct Probe {
 
 /// Checks a mailbox is reachable by reading its Inbox folder (the smallest read that needs the
 /// same mail permission sync uses).
-async fn probe(svc: &Services, token: &SecretString, mailbox: &MailboxRef, kind: MailboxKind) -> Result<Result<(), Reason>, GraphError> {
+async fn probe(
+    svc: &Services,
+    token: &SecretString,
+    mailbox: &MailboxRef,
+    kind: MailboxKind,
+) -> Result<Result<(), Reason>, GraphError> {
     match svc.graph.get_folder(token, mailbox, "inbox").await {
         Ok(_) => Ok(Ok(())),
         Err(err) if err.is_mailbox_not_enabled() => Ok(Err(Reason::MailboxNotEnabled)),
@@ -316,7 +387,12 @@ async fn probe(svc: &Services, token: &SecretString, mailbox: &MailboxRef, kind:
     }
 }
 
-async fn finish_organization(svc: &Services, record: &OAuthState, tenant: &str, now: OffsetDateTime) -> Result<ResultPage, StoreError> {
+async fn finish_organization(
+    svc: &Services,
+    record: &OAuthState,
+    tenant: &str,
+    now: OffsetDateTime,
+) -> Result<ResultPage, StoreError> {
     // Prove the consent: only a tenant that admitted the app issues it a token.
     let token = match svc.tokens.app_token(tenant).await {
         Ok(token) => token,
@@ -331,14 +407,25 @@ async fn finish_organization(svc: &Services, record: &OAuthState, tenant: &str, 
     };
     let mut probes = Vec::new();
     for address in &record.mailboxes {
-        let outcome = match probe(svc, &token, &MailboxRef::User(address.clone()), MailboxKind::Organization).await {
+        let outcome = match probe(
+            svc,
+            &token,
+            &MailboxRef::User(address.clone()),
+            MailboxKind::Organization,
+        )
+        .await
+        {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::warn!(error = %err, "mailbox probe failed");
                 return Ok(unavailable_page());
             }
         };
-        probes.push(Probe { address: address.clone(), kind: MailboxKind::Organization, outcome });
+        probes.push(Probe {
+            address: address.clone(),
+            kind: MailboxKind::Organization,
+            outcome,
+        });
     }
     // Reconnect the named integration, or the workspace's existing one for this tenant.
     let existing = match &record.integration_id {
@@ -348,7 +435,11 @@ async fn finish_organization(svc: &Services, record: &OAuthState, tenant: &str, 
             .list_integrations(&record.workspace_id)
             .await?
             .into_iter()
-            .find(|i| i.account_type == AccountType::Organization && i.tenant_id == tenant && i.status != IntegrationStatus::Disconnected),
+            .find(|i| {
+                i.account_type == AccountType::Organization
+                    && i.tenant_id == tenant
+                    && i.status != IntegrationStatus::Disconnected
+            }),
     };
     if let Some(existing) = &existing
         && existing.tenant_id != tenant
@@ -363,10 +454,15 @@ async fn finish_organization(svc: &Services, record: &OAuthState, tenant: &str, 
     let integration = save_integration(svc, record, existing, tenant, None, now).await?;
     let rows = upsert_mailboxes(svc, &integration, &probes, now).await?;
     tracing::info!(workspace = %record.workspace_id, integration = %integration.integration_id, "organization-wide integration connected");
-    Ok(success_page(&integration, rows))
+    Ok(success_page(svc, &integration, rows))
 }
 
-async fn finish_personal(svc: &Services, record: &OAuthState, code: &SecretString, now: OffsetDateTime) -> Result<ResultPage, StoreError> {
+async fn finish_personal(
+    svc: &Services,
+    record: &OAuthState,
+    code: &SecretString,
+    now: OffsetDateTime,
+) -> Result<ResultPage, StoreError> {
     let Some(verifier) = &record.pkce_verifier else {
         return Ok(unavailable_page());
     };
@@ -377,7 +473,12 @@ async fn finish_personal(svc: &Services, record: &OAuthState, code: &SecretStrin
     };
     let tokens = match svc
         .identity()
-        .exchange_code(code, &redirect, PkceCodeVerifier::new(verifier.expose_secret().to_owned()), &scopes)
+        .exchange_code(
+            code,
+            &redirect,
+            PkceCodeVerifier::new(verifier.expose_secret().to_owned()),
+            &scopes,
+        )
         .await
     {
         Ok(tokens) => tokens,
@@ -413,8 +514,13 @@ async fn finish_personal(svc: &Services, record: &OAuthState, code: &SecretStrin
             "You signed in with a different account",
             format!(
                 "This connection belongs to {}, but you signed in as {}. Nothing was changed.",
-                existing.user_principal_name.as_deref().unwrap_or("another account"),
-                me.user_principal_name.as_deref().unwrap_or("another account")
+                existing
+                    .user_principal_name
+                    .as_deref()
+                    .unwrap_or("another account"),
+                me.user_principal_name
+                    .as_deref()
+                    .unwrap_or("another account")
             ),
             "Reconnect and choose the account the connection belongs to, or create a new connection.",
         ));
@@ -435,42 +541,74 @@ async fn finish_personal(svc: &Services, record: &OAuthState, code: &SecretStrin
         }
     };
     if let Err(reason) = own {
-        return Ok(ResultPage::problem(403, "Your mailbox cannot be reached", reason.message(), reason.fix()));
+        return Ok(ResultPage::problem(
+            403,
+            "Your mailbox cannot be reached",
+            reason.message(),
+            reason.fix(),
+        ));
     }
-    probes.push(Probe { address: own_address.clone(), kind: MailboxKind::Own, outcome: Ok(()) });
+    probes.push(Probe {
+        address: own_address.clone(),
+        kind: MailboxKind::Own,
+        outcome: Ok(()),
+    });
     for address in &record.shared_mailboxes {
-        let outcome =
-            match probe(svc, &tokens.access_token, &MailboxRef::User(address.clone()), MailboxKind::Shared).await {
-                Ok(outcome) => outcome,
-                Err(err) => {
-                    tracing::warn!(error = %err, "shared mailbox probe failed");
-                    return Ok(unavailable_page());
-                }
-            };
-        probes.push(Probe { address: address.clone(), kind: MailboxKind::Shared, outcome });
+        let outcome = match probe(
+            svc,
+            &tokens.access_token,
+            &MailboxRef::User(address.clone()),
+            MailboxKind::Shared,
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::warn!(error = %err, "shared mailbox probe failed");
+                return Ok(unavailable_page());
+            }
+        };
+        probes.push(Probe {
+            address: address.clone(),
+            kind: MailboxKind::Shared,
+            outcome,
+        });
     }
-    let integration_id = existing.as_ref().map(|i| i.integration_id.clone()).unwrap_or_else(IntegrationId::generate);
-    let generation = existing.as_ref().map(|i| i.credential_generation + 1).unwrap_or(1);
+    let integration_id = existing
+        .as_ref()
+        .map(|i| i.integration_id.clone())
+        .unwrap_or_else(IntegrationId::generate);
+    let generation = existing
+        .as_ref()
+        .map(|i| i.credential_generation + 1)
+        .unwrap_or(1);
     let stored = StoredRefreshToken {
         refresh_token: tokens.refresh_token.clone(),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         generation,
     };
-    if let Err(err) = svc.vault.put_refresh_token(&record.workspace_id, &integration_id, &stored).await {
+    if let Err(err) = svc
+        .vault
+        .put_refresh_token(&record.workspace_id, &integration_id, &stored)
+        .await
+    {
         tracing::error!(error = %err, "storing the refresh token failed");
         return Ok(unavailable_page());
     }
     let user = PersonalUser {
         integration_id,
         object_id: oid,
-        upn: me.user_principal_name.clone().unwrap_or_else(|| own_address.clone()),
+        upn: me
+            .user_principal_name
+            .clone()
+            .unwrap_or_else(|| own_address.clone()),
         display_name: me.display_name.clone(),
         scopes: tokens.scopes.clone(),
     };
     let integration = save_integration(svc, record, existing, &tenant, Some(user), now).await?;
     let rows = upsert_mailboxes(svc, &integration, &probes, now).await?;
     tracing::info!(workspace = %record.workspace_id, integration = %integration.integration_id, "personal integration connected");
-    Ok(success_page(&integration, rows))
+    Ok(success_page(svc, &integration, rows))
 }
 
 struct PersonalUser {
@@ -501,12 +639,16 @@ async fn save_integration(
                 integration.updated_at = now;
                 if let Some(user) = &user {
                     integration.scopes = user.scopes.clone();
-                    integration.display_name = user.display_name.clone().or(integration.display_name);
+                    integration.display_name =
+                        user.display_name.clone().or(integration.display_name);
                 }
                 match svc.store.save_integration(&integration).await {
                     Ok(saved) => saved,
                     Err(StoreError::Conflict) => {
-                        current = svc.store.get_integration(&integration.workspace_id, &integration.integration_id).await?;
+                        current = svc
+                            .store
+                            .get_integration(&integration.workspace_id, &integration.integration_id)
+                            .await?;
                         continue;
                     }
                     Err(other) => return Err(other),
@@ -515,7 +657,10 @@ async fn save_integration(
             None => {
                 let integration = Integration {
                     workspace_id: record.workspace_id.clone(),
-                    integration_id: user.as_ref().map(|u| u.integration_id.clone()).unwrap_or_else(IntegrationId::generate),
+                    integration_id: user
+                        .as_ref()
+                        .map(|u| u.integration_id.clone())
+                        .unwrap_or_else(IntegrationId::generate),
                     account_type: record.account_type,
                     tenant_id: tenant.to_owned(),
                     status: IntegrationStatus::Connected,
@@ -546,14 +691,20 @@ async fn upsert_mailboxes(
     probes: &[Probe],
     now: OffsetDateTime,
 ) -> Result<Vec<(String, String, String)>, StoreError> {
-    let existing = svc.store.list_mailboxes(&integration.workspace_id, Some(&integration.integration_id)).await?;
+    let existing = svc
+        .store
+        .list_mailboxes(&integration.workspace_id, Some(&integration.integration_id))
+        .await?;
     let mut rows = Vec::new();
     for probe in probes {
         let (status, reason) = match probe.outcome {
             Ok(()) => (MailboxStatus::Active, None),
             Err(reason) => (MailboxStatus::Blocked, Some(StatusReason::from(reason))),
         };
-        match existing.iter().find(|m| m.address.eq_ignore_ascii_case(&probe.address)) {
+        match existing
+            .iter()
+            .find(|m| m.address.eq_ignore_ascii_case(&probe.address))
+        {
             Some(mailbox) => {
                 let mut current = mailbox.clone();
                 loop {
@@ -564,10 +715,12 @@ async fn upsert_mailboxes(
                     current.status_reason = reason.clone();
                     match svc.store.save_mailbox(&current).await {
                         Ok(_) => break,
-                        Err(StoreError::Conflict) => match svc.store.get_mailbox(&mailbox.key()).await? {
-                            Some(fresh) => current = fresh,
-                            None => break,
-                        },
+                        Err(StoreError::Conflict) => {
+                            match svc.store.get_mailbox(&mailbox.key()).await? {
+                                Some(fresh) => current = fresh,
+                                None => break,
+                            }
+                        }
                         Err(other) => return Err(other),
                     }
                 }
@@ -587,14 +740,26 @@ async fn upsert_mailboxes(
             }
         }
         rows.push(match &reason {
-            None => (probe.address.clone(), "syncing".to_owned(), "Reachable; new mail is processed from now on.".to_owned()),
-            Some(reason) => (probe.address.clone(), "not reachable".to_owned(), format!("{} {}", reason.message, reason.fix)),
+            None => (
+                probe.address.clone(),
+                "syncing".to_owned(),
+                "Reachable; new mail is processed from now on.".to_owned(),
+            ),
+            Some(reason) => (
+                probe.address.clone(),
+                "not reachable".to_owned(),
+                format!("{} {}", reason.message, reason.fix),
+            ),
         });
     }
     Ok(rows)
 }
 
-fn success_page(integration: &Integration, mailboxes: Vec<(String, String, String)>) -> ResultPage {
+fn success_page(
+    svc: &Services,
+    integration: &Integration,
+    mailboxes: Vec<(String, String, String)>,
+) -> ResultPage {
     let (title, message) = match integration.account_type {
         AccountType::Organization => (
             "Outlook is connected for your organization",
@@ -612,6 +777,11 @@ fn success_page(integration: &Integration, mailboxes: Vec<(String, String, Strin
         message: message.into(),
         fix: None,
         mailboxes,
-        link: None,
+        link: svc.config.public_base_url.as_ref().map(|base| {
+            (
+                "See your connections".to_owned(),
+                crate::config::join_path(base, "connect").to_string(),
+            )
+        }),
     }
 }

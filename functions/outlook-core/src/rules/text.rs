@@ -171,20 +171,17 @@ mod tests {
     }
 
     #[test]
-    fn deeply_nested_html_renders_in_bounded_time() {
+    fn deeply_nested_html_is_rendered_only_up_to_the_tag_cap() {
+        // Parsing cost grows with nesting depth, and depth is bounded by the tag count: the cap
+        // is what bounds the cost (measured in the rules bench, not timed here).
         for tag in ["div", "ul><li", "blockquote", "table><tr><td"] {
             let t = format!("<{tag}>");
-            let start = std::time::Instant::now();
-            let text = body_text(&html(&format!(
-                "<p>early words</p>{}deep text",
-                t.repeat(200_000)
-            )));
+            let nested = format!("<p>early words</p>{}deep text", t.repeat(MAX_HTML_TAGS));
+            let text = body_text(&html(&nested));
             assert!(text.contains("early words"), "{tag}");
-            // Generous for debug builds; release builds take well under a second.
             assert!(
-                start.elapsed() < std::time::Duration::from_secs(30),
-                "{tag}: {:?}",
-                start.elapsed()
+                !text.contains("deep text"),
+                "{tag}: content past the tag cap must not be parsed"
             );
         }
     }

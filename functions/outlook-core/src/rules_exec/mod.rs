@@ -102,6 +102,9 @@ use cache::TtlMap;
 /// How long an evaluation or action claim holds; longer than one invocation (60 s), shorter than
 /// the rules queue's visibility timeout (360 s), so a crashed attempt's claims have expired when
 /// SQS redelivers its message.
+/// Why a job is retried when Graph refused the cached access token.
+const TOKEN_REJECTED: &str = "Graph rejected the access token";
+
 pub const CLAIM_LEASE: Duration = Duration::from_secs(90);
 /// How long a compiled rule set is used without looking at the store again.
 pub const RULES_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -646,7 +649,7 @@ impl<'a> RuleExecutor<'a> {
                         Failure::Unauthorized => {
                             self.tokens.invalidate(&ctx.integration).await;
                             let mut run = Run::new(job, slot, empty_evaluation(versions));
-                            run.retry("Graph rejected the access token");
+                            run.retry(TOKEN_REJECTED);
                             run
                         }
                         Failure::Retry(reason) => {
@@ -1324,7 +1327,7 @@ impl<'a> RuleExecutor<'a> {
             }
             Failure::Unauthorized => {
                 self.tokens.invalidate(&ctx.integration).await;
-                run.retry("Graph rejected the access token");
+                run.retry(TOKEN_REJECTED);
             }
             Failure::Retry(reason) => run.retry(reason),
             Failure::Permanent(reason) => {

@@ -81,10 +81,17 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(out) => Ok(ActionClaim::Claimed(from_item(out.attributes.unwrap_or_default())?)),
+            Ok(out) => Ok(ActionClaim::Claimed(from_item(
+                out.attributes.unwrap_or_default(),
+            )?)),
             Err(err) => match dynamo_err(err) {
-                StoreError::Conflict => match self.get::<ActionRecord>(action_pk(mbx, message_id), action_key.into()).await? {
-                    Some(record) if record.state != ActionState::Claimed => Ok(ActionClaim::Finished(record)),
+                StoreError::Conflict => match self
+                    .get::<ActionRecord>(action_pk(mbx, message_id), action_key.into())
+                    .await?
+                {
+                    Some(record) if record.state != ActionState::Claimed => {
+                        Ok(ActionClaim::Finished(record))
+                    }
                     _ => Ok(ActionClaim::HeldByOther),
                 },
                 other => Err(other),
@@ -138,7 +145,9 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(action_pk(mbx, message_id)))
             .key("sk", s(action_key))
-            .update_expression("SET #state = :state, #error = :error, updated_at = :now REMOVE lease_until_ms")
+            .update_expression(
+                "SET #state = :state, #error = :error, updated_at = :now REMOVE lease_until_ms",
+            )
             .condition_expression("#owner = :owner AND #state = :claimed")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#state", "state")
@@ -146,7 +155,9 @@ impl Store {
             .expression_attribute_values(":state", s(state))
             .expression_attribute_values(
                 ":error",
-                error.map(s).unwrap_or(aws_sdk_dynamodb::types::AttributeValue::Null(true)),
+                error
+                    .map(s)
+                    .unwrap_or(aws_sdk_dynamodb::types::AttributeValue::Null(true)),
             )
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":claimed", s("claimed"))

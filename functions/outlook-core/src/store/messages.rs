@@ -104,7 +104,11 @@ impl Store {
             .send()
             .await
             .map_err(dynamo_err)?;
-        let old_state = out.attributes.as_ref().and_then(|a| a.get("state")).and_then(|v| v.as_s().ok());
+        let old_state = out
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("state"))
+            .and_then(|v| v.as_s().ok());
         Ok(match old_state.map(String::as_str) {
             None => HandoffState::New,
             Some("pending") => HandoffState::Pending,
@@ -113,7 +117,12 @@ impl Store {
     }
 
     /// Marks messages as handed on (after the rules queue accepted them).
-    pub async fn mark_handed_on(&self, mbx: &MailboxId, message_ids: &[String], now: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn mark_handed_on(
+        &self,
+        mbx: &MailboxId,
+        message_ids: &[String],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         use futures::StreamExt;
         let results: Vec<Result<(), StoreError>> = futures::stream::iter(message_ids)
             .map(|id| async move {
@@ -171,9 +180,13 @@ impl Store {
             Ok(_) => Ok(EvaluationClaim::Claimed),
             Err(err) => match dynamo_err(err) {
                 StoreError::Conflict => {
-                    let item = self.get_raw(message_pk(mbx, message_id), "MSG".into()).await?;
+                    let item = self
+                        .get_raw(message_pk(mbx, message_id), "MSG".into())
+                        .await?;
                     Ok(match item {
-                        Some(item) if item.contains_key("evaluated_at") => EvaluationClaim::AlreadyEvaluated,
+                        Some(item) if item.contains_key("evaluated_at") => {
+                            EvaluationClaim::AlreadyEvaluated
+                        }
                         _ => EvaluationClaim::HeldByOther,
                     })
                 }
@@ -207,16 +220,40 @@ impl Store {
 
     pub async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         let mut item = to_item(record)?;
-        item.insert("pk".into(), s(format!("AUDIT#{}#{}", record.workspace_id, record.mailbox_id)));
-        item.insert("sk".into(), s(format!("{}#{}", rfc3339(record.received_at), record.message_id)));
+        item.insert(
+            "pk".into(),
+            s(format!(
+                "AUDIT#{}#{}",
+                record.workspace_id, record.mailbox_id
+            )),
+        );
+        item.insert(
+            "sk".into(),
+            s(format!(
+                "{}#{}",
+                rfc3339(record.received_at),
+                record.message_id
+            )),
+        );
         item.insert("entity".into(), s("audit"));
         item.insert("expires_at".into(), n(ttl(record.evaluated_at)));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(dynamo_err)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(dynamo_err)?;
         Ok(())
     }
 
     /// The newest audit records of a mailbox, newest first.
-    pub async fn list_audit(&self, ws: &WorkspaceId, mbx: &MailboxId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+    pub async fn list_audit(
+        &self,
+        ws: &WorkspaceId,
+        mbx: &MailboxId,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         while out.len() < limit {
@@ -244,8 +281,17 @@ impl Store {
     }
 
     /// Whether sync has recorded this message (for tests and the dry run).
-    pub async fn message_state(&self, mbx: &MailboxId, message_id: &str) -> Result<Option<String>, StoreError> {
-        let item = self.get_raw(message_pk(mbx, message_id), "MSG".into()).await?;
-        Ok(item.and_then(|i| i.get("state").and_then(|v: &AttributeValue| v.as_s().ok().cloned())))
+    pub async fn message_state(
+        &self,
+        mbx: &MailboxId,
+        message_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get_raw(message_pk(mbx, message_id), "MSG".into())
+            .await?;
+        Ok(item.and_then(|i| {
+            i.get("state")
+                .and_then(|v: &AttributeValue| v.as_s().ok().cloned())
+        }))
     }
 }

@@ -95,7 +95,9 @@ fn mailbox_sk(int: &IntegrationId, mbx: &MailboxId) -> String {
 
 fn due_shard(mbx: &MailboxId) -> u32 {
     // FNV-1a: stable across processes and releases, unlike std's randomized hasher.
-    let hash = mbx.as_str().bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193));
+    let hash = mbx.as_str().bytes().fold(0x811c9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x01000193)
+    });
     hash % DUE_SHARDS
 }
 
@@ -124,7 +126,10 @@ pub struct Store {
 
 impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn table(&self) -> &str {
@@ -160,7 +165,10 @@ impl Store {
 
     /// Replaces the integration if nobody wrote it since it was read (`version` unchanged);
     /// returns it with the new version.
-    pub async fn save_integration(&self, integration: &Integration) -> Result<Integration, StoreError> {
+    pub async fn save_integration(
+        &self,
+        integration: &Integration,
+    ) -> Result<Integration, StoreError> {
         let mut next = integration.clone();
         next.version = integration.version + 1;
         let mut item = to_item(&next)?;
@@ -179,11 +187,18 @@ impl Store {
         Ok(next)
     }
 
-    pub async fn list_integrations(&self, ws: &WorkspaceId) -> Result<Vec<Integration>, StoreError> {
+    pub async fn list_integrations(
+        &self,
+        ws: &WorkspaceId,
+    ) -> Result<Vec<Integration>, StoreError> {
         self.query_prefix(ws_pk(ws), "INT#".into()).await
     }
 
-    pub async fn delete_integration(&self, ws: &WorkspaceId, int: &IntegrationId) -> Result<(), StoreError> {
+    pub async fn delete_integration(
+        &self,
+        ws: &WorkspaceId,
+        int: &IntegrationId,
+    ) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -200,11 +215,17 @@ impl Store {
     fn mailbox_item(mailbox: &Mailbox) -> Result<Item, StoreError> {
         let mut item = to_item(mailbox)?;
         item.insert("pk".into(), s(ws_pk(&mailbox.workspace_id)));
-        item.insert("sk".into(), s(mailbox_sk(&mailbox.integration_id, &mailbox.mailbox_id)));
+        item.insert(
+            "sk".into(),
+            s(mailbox_sk(&mailbox.integration_id, &mailbox.mailbox_id)),
+        );
         item.insert("entity".into(), s("mailbox"));
         if mailbox.status == MailboxStatus::Active {
             item.insert("gsi1pk".into(), s(due_pk(due_shard(&mailbox.mailbox_id))));
-            item.insert("gsi1sk".into(), s(due_sk(mailbox.next_sync_at, &mailbox.mailbox_id)));
+            item.insert(
+                "gsi1sk".into(),
+                s(due_sk(mailbox.next_sync_at, &mailbox.mailbox_id)),
+            );
         }
         Ok(item)
     }
@@ -223,7 +244,11 @@ impl Store {
     }
 
     pub async fn get_mailbox(&self, key: &MailboxKey) -> Result<Option<Mailbox>, StoreError> {
-        self.get(ws_pk(&key.workspace_id), mailbox_sk(&key.integration_id, &key.mailbox_id)).await
+        self.get(
+            ws_pk(&key.workspace_id),
+            mailbox_sk(&key.integration_id, &key.mailbox_id),
+        )
+        .await
     }
 
     /// Replaces the mailbox if its `version` is unchanged since it was read. Keeps the due-index
@@ -329,7 +354,9 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(ws_pk(&key.workspace_id)))
             .key("sk", s(mailbox_sk(&key.integration_id, &key.mailbox_id)))
-            .update_expression("SET folders.#f = :state ADD version :one, counters.messages_handed_on :handed")
+            .update_expression(
+                "SET folders.#f = :state ADD version :one, counters.messages_handed_on :handed",
+            )
             .condition_expression("lease_owner = :owner")
             .expression_attribute_names("#f", &state.folder)
             .expression_attribute_values(":state", value)
@@ -345,14 +372,31 @@ impl Store {
     /// Ends a sync: releases the lease, schedules the next sync and adds the counters.
     /// Sets `gsi1sk` only: a mailbox paused or blocked meanwhile has no `gsi1pk`, so it stays
     /// out of the due index.
-    pub async fn release_lease(&self, key: &MailboxKey, owner: &str, outcome: &SyncOutcome) -> Result<(), StoreError> {
-        let mut set = vec!["next_sync_at = :next", "last_sync_at = :now", "gsi1sk = :gsi1sk", "last_error = :err"];
+    pub async fn release_lease(
+        &self,
+        key: &MailboxKey,
+        owner: &str,
+        outcome: &SyncOutcome,
+    ) -> Result<(), StoreError> {
+        let mut set = vec![
+            "next_sync_at = :next",
+            "last_sync_at = :now",
+            "gsi1sk = :gsi1sk",
+            "last_error = :err",
+        ];
         let mut remove = vec!["lease_owner", "lease_until_ms"];
         let mut values: Vec<(&str, AttributeValue)> = vec![
             (":next", n(outcome.next_sync_at)),
             (":now", s(rfc3339(outcome.finished_at))),
             (":gsi1sk", s(due_sk(outcome.next_sync_at, &key.mailbox_id))),
-            (":err", outcome.last_error.clone().map(s).unwrap_or(AttributeValue::Null(true))),
+            (
+                ":err",
+                outcome
+                    .last_error
+                    .clone()
+                    .map(s)
+                    .unwrap_or(AttributeValue::Null(true)),
+            ),
             (":owner", s(owner)),
             (":one", n(1)),
             (":resyncs", n(outcome.counters.resyncs)),
@@ -451,7 +495,11 @@ impl Store {
 
     // ----- helpers -----
 
-    async fn get<T: DeserializeOwned>(&self, pk: String, sk: String) -> Result<Option<T>, StoreError> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: String,
+    ) -> Result<Option<T>, StoreError> {
         self.get_raw(pk, sk).await?.map(from_item).transpose()
     }
 
@@ -469,7 +517,11 @@ impl Store {
         Ok(out.item)
     }
 
-    async fn query_prefix<T: DeserializeOwned>(&self, pk: String, prefix: String) -> Result<Vec<T>, StoreError> {
+    async fn query_prefix<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        prefix: String,
+    ) -> Result<Vec<T>, StoreError> {
         let mut pages = self
             .client
             .query()
@@ -487,7 +539,6 @@ impl Store {
         }
         Ok(out)
     }
-
 }
 
 /// What a finished sync writes back to the mailbox.
@@ -514,7 +565,8 @@ fn parse_mailbox_key(item: &Item) -> Option<MailboxKey> {
 }
 
 pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

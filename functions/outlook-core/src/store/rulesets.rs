@@ -38,8 +38,13 @@ impl Store {
         self.get(super::ws_pk(ws), ruleset_sk(int, scope)).await
     }
 
-    pub async fn list_rulesets(&self, ws: &WorkspaceId, int: &IntegrationId) -> Result<Vec<StoredRuleSet>, StoreError> {
-        self.query_prefix(super::ws_pk(ws), format!("RULES#{int}#")).await
+    pub async fn list_rulesets(
+        &self,
+        ws: &WorkspaceId,
+        int: &IntegrationId,
+    ) -> Result<Vec<StoredRuleSet>, StoreError> {
+        self.query_prefix(super::ws_pk(ws), format!("RULES#{int}#"))
+            .await
     }
 
     /// Writes a new version of a rule set. `record.version` must be one more than the stored
@@ -47,9 +52,16 @@ impl Store {
     pub async fn put_ruleset(&self, record: &StoredRuleSet) -> Result<(), StoreError> {
         let mut item = to_item(record)?;
         item.insert("pk".into(), s(super::ws_pk(&record.workspace_id)));
-        item.insert("sk".into(), s(ruleset_sk(&record.integration_id, &record.scope)));
+        item.insert(
+            "sk".into(),
+            s(ruleset_sk(&record.integration_id, &record.scope)),
+        );
         item.insert("entity".into(), s("ruleset"));
-        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
         let request = if record.version <= 1 {
             request.condition_expression("attribute_not_exists(pk)")
         } else {

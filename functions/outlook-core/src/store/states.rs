@@ -45,14 +45,19 @@ mod secret_opt {
     use secrecy::{ExposeSecret, SecretString};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        value: &Option<SecretString>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(secret) => serializer.serialize_some(secret.expose_secret()),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SecretString>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SecretString>, D::Error> {
         Ok(Option::<String>::deserialize(deserializer)?.map(SecretString::from))
     }
 }
@@ -69,7 +74,10 @@ pub enum StateError {
 /// Hash of a state value, base64url; the record's key.
 pub fn state_key(state: &SecretString) -> String {
     let digest = Sha256::digest(state.expose_secret().as_bytes());
-    format!("STATE#{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
+    format!(
+        "STATE#{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    )
 }
 
 /// A fresh random state value (256 bits).
@@ -80,7 +88,11 @@ pub fn new_state_value() -> SecretString {
 
 impl Store {
     /// Stores a state record; the caller puts `state` in the authorize URL.
-    pub async fn put_state(&self, state: &SecretString, record: &OAuthState) -> Result<(), StoreError> {
+    pub async fn put_state(
+        &self,
+        state: &SecretString,
+        record: &OAuthState,
+    ) -> Result<(), StoreError> {
         let mut item = to_item(record)?;
         item.insert("pk".into(), s(state_key(state)));
         item.insert("sk".into(), s("STATE"));
@@ -98,7 +110,11 @@ impl Store {
 
     /// Consumes a state exactly once: the delete is atomic, so of two concurrent callbacks with
     /// the same state only one receives the record. An expired record is deleted too.
-    pub async fn consume_state(&self, state: &SecretString, now: OffsetDateTime) -> Result<OAuthState, ConsumeError> {
+    pub async fn consume_state(
+        &self,
+        state: &SecretString,
+        now: OffsetDateTime,
+    ) -> Result<OAuthState, ConsumeError> {
         let out = self
             .client
             .delete_item()
@@ -127,4 +143,3 @@ pub enum ConsumeError {
     #[error(transparent)]
     Store(StoreError),
 }
-

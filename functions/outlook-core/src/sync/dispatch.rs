@@ -48,17 +48,35 @@ pub async fn dispatch_due(
     now: OffsetDateTime,
 ) -> Result<DispatchReport, DispatchError> {
     let due = store.due_mailboxes(now).await?;
-    let jobs: Vec<SyncJob> = due.into_iter().map(|mailbox| SyncJob { mailbox, force: false }).collect();
+    let jobs: Vec<SyncJob> = due
+        .into_iter()
+        .map(|mailbox| SyncJob {
+            mailbox,
+            force: false,
+        })
+        .collect();
     let report = enqueue(sqs, queue_url, &jobs).await;
-    tracing::info!(due = report.due, enqueued = report.enqueued, failed = report.failed, "dispatched due mailboxes");
+    tracing::info!(
+        due = report.due,
+        enqueued = report.enqueued,
+        failed = report.failed,
+        "dispatched due mailboxes"
+    );
     if report.failed > 0 {
-        return Err(DispatchError::Partial { due: report.due, failed: report.failed });
+        return Err(DispatchError::Partial {
+            due: report.due,
+            failed: report.failed,
+        });
     }
     Ok(report)
 }
 
 /// Sends sync jobs in batches of ten; returns how many were accepted.
-pub async fn enqueue(sqs: &aws_sdk_sqs::Client, queue_url: &str, jobs: &[SyncJob]) -> DispatchReport {
+pub async fn enqueue(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    jobs: &[SyncJob],
+) -> DispatchReport {
     let outcomes: Vec<(usize, usize)> = futures::stream::iter(jobs.chunks(SQS_BATCH))
         .map(|chunk| async move {
             let entries = chunk
@@ -72,7 +90,13 @@ pub async fn enqueue(sqs: &aws_sdk_sqs::Client, queue_url: &str, jobs: &[SyncJob
                         .expect("id and body are set")
                 })
                 .collect::<Vec<_>>();
-            match sqs.send_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await {
+            match sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
                 Ok(out) => (out.successful.len(), out.failed.len()),
                 Err(err) => {
                     tracing::warn!(error = %err, "SendMessageBatch failed");

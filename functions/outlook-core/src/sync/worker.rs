@@ -21,7 +21,10 @@ use time::OffsetDateTime;
 use crate::graph::{GraphClient, GraphError, MailboxRef};
 use crate::health::{Reason, StatusReason};
 use crate::message::MailMessage;
-use crate::model::{AccountType, FolderState, Integration, IntegrationStatus, Mailbox, MailboxCounters, MailboxKey, MailboxKind, MailboxStatus};
+use crate::model::{
+    AccountType, FolderState, Integration, IntegrationStatus, Mailbox, MailboxCounters, MailboxKey,
+    MailboxKind, MailboxStatus,
+};
 use crate::store::{HandoffState, Store, StoreError, SyncOutcome};
 use crate::tokens::{TokenError, TokenProvider};
 
@@ -104,14 +107,26 @@ pub struct SyncWorker<'a> {
 
 impl SyncWorker<'_> {
     #[tracing::instrument(skip_all, fields(mailbox = %key.mailbox_id, workspace = %key.workspace_id))]
-    pub async fn sync_mailbox(&self, key: &MailboxKey, force: bool, now: OffsetDateTime) -> Result<SyncReport, SyncError> {
+    pub async fn sync_mailbox(
+        &self,
+        key: &MailboxKey,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> Result<SyncReport, SyncError> {
         // One owner per attempt, not per process: two jobs for the same mailbox in one batch
         // must exclude each other too.
         let owner = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
         let owner = owner.as_str();
-        let Some(mailbox) = self.store.take_lease(key, owner, now, self.lease, force).await? else {
+        let Some(mailbox) = self
+            .store
+            .take_lease(key, owner, now, self.lease, force)
+            .await?
+        else {
             tracing::info!("mailbox not due, not active, or leased by another worker; skipping");
-            return Ok(SyncReport { skipped: true, ..SyncReport::default() });
+            return Ok(SyncReport {
+                skipped: true,
+                ..SyncReport::default()
+            });
         };
         let mut counters = MailboxCounters::default();
         let result = self.sync_leased(&mailbox, owner, &mut counters, now).await;
@@ -119,20 +134,52 @@ impl SyncWorker<'_> {
         let (outcome, result) = match result {
             Ok(report) => {
                 let next = match report.status_reason {
-                    Some(Reason::AppCredentialsExpired | Reason::AppCredentialsInvalid) => APP_CREDENTIALS_RETRY_SECS,
+                    Some(Reason::AppCredentialsExpired | Reason::AppCredentialsInvalid) => {
+                        APP_CREDENTIALS_RETRY_SECS
+                    }
                     _ => self.interval.as_secs() as i64,
                 };
                 let success = report.status_reason.is_none();
-                (outcome(finished_at, next, success, counters, report.status_reason.map(|r| r.code().to_owned()), None), Ok(report))
+                (
+                    outcome(
+                        finished_at,
+                        next,
+                        success,
+                        counters,
+                        report.status_reason.map(|r| r.code().to_owned()),
+                        None,
+                    ),
+                    Ok(report),
+                )
             }
             Err(SyncError::Throttled(wait)) => {
                 counters.throttled += 1;
                 let until = finished_at.unix_timestamp() + wait.as_secs().max(1) as i64;
-                (outcome(finished_at, wait.as_secs().max(1) as i64, false, counters, Some("throttled".into()), Some(until)), Err(SyncError::Throttled(wait)))
+                (
+                    outcome(
+                        finished_at,
+                        wait.as_secs().max(1) as i64,
+                        false,
+                        counters,
+                        Some("throttled".into()),
+                        Some(until),
+                    ),
+                    Err(SyncError::Throttled(wait)),
+                )
             }
             Err(err) => {
                 counters.failures += 1;
-                (outcome(finished_at, self.interval.as_secs() as i64, false, counters, Some(err.to_string()), None), Err(err))
+                (
+                    outcome(
+                        finished_at,
+                        self.interval.as_secs() as i64,
+                        false,
+                        counters,
+                        Some(err.to_string()),
+                        None,
+                    ),
+                    Err(err),
+                )
             }
         };
         match self.store.release_lease(key, owner, &outcome).await {
@@ -151,11 +198,23 @@ impl SyncWorker<'_> {
         now: OffsetDateTime,
     ) -> Result<SyncReport, SyncError> {
         let mut report = SyncReport::default();
-        let Some(integration) = self.store.get_integration(&mailbox.workspace_id, &mailbox.integration_id).await? else {
-            return Ok(SyncReport { skipped: true, ..report });
+        let Some(integration) = self
+            .store
+            .get_integration(&mailbox.workspace_id, &mailbox.integration_id)
+            .await?
+        else {
+            return Ok(SyncReport {
+                skipped: true,
+                ..report
+            });
         };
-        if integration.status == IntegrationStatus::NeedsReconnect || integration.status == IntegrationStatus::Disconnected {
-            return Ok(SyncReport { skipped: true, ..report });
+        if integration.status == IntegrationStatus::NeedsReconnect
+            || integration.status == IntegrationStatus::Disconnected
+        {
+            return Ok(SyncReport {
+                skipped: true,
+                ..report
+            });
         }
         let Some(mut token) = self.token(&integration, now, &mut report).await? else {
             return Ok(report);
@@ -171,7 +230,19 @@ impl SyncWorker<'_> {
         let mut renewed_token = false;
         for folder in mailbox.folders.values() {
             loop {
-                match self.sync_folder(mailbox, owner, &integration, &mailbox_ref, &token, folder.clone(), now, &mut report).await {
+                match self
+                    .sync_folder(
+                        mailbox,
+                        owner,
+                        &integration,
+                        &mailbox_ref,
+                        &token,
+                        folder.clone(),
+                        now,
+                        &mut report,
+                    )
+                    .await
+                {
                     Ok(()) => break,
                     // Graph refused a token that was valid when cached: revoked (password change,
                     // app removed) or expired early. Get a new one once; a refused refresh tells why.
@@ -184,7 +255,9 @@ impl SyncWorker<'_> {
                         }
                     }
                     Err(FolderError::Unauthorized) => {
-                        return Err(SyncError::Transient("Graph refused a freshly issued token".into()));
+                        return Err(SyncError::Transient(
+                            "Graph refused a freshly issued token".into(),
+                        ));
                     }
                     Err(FolderError::Blocked(reason)) => {
                         self.block_mailbox(mailbox, reason).await?;
@@ -209,15 +282,19 @@ impl SyncWorker<'_> {
     ) -> Result<Option<secrecy::SecretString>, SyncError> {
         match self.tokens.access_token(integration).await {
             Ok(token) => Ok(Some(token)),
-            Err(TokenError::Identity(failure)) if failure.is_retryable() => Err(SyncError::Transient(failure.to_string())),
+            Err(TokenError::Identity(failure)) if failure.is_retryable() => {
+                Err(SyncError::Transient(failure.to_string()))
+            }
             Err(TokenError::Identity(failure)) => {
                 let reason = crate::tokens::reason_for(&failure);
-                self.mark_integration_broken(integration, reason, now).await?;
+                self.mark_integration_broken(integration, reason, now)
+                    .await?;
                 report.status_reason = Some(reason);
                 Ok(None)
             }
             Err(TokenError::NoRefreshToken) => {
-                self.mark_integration_broken(integration, Reason::RefreshTokenExpired, now).await?;
+                self.mark_integration_broken(integration, Reason::RefreshTokenExpired, now)
+                    .await?;
                 report.status_reason = Some(Reason::RefreshTokenExpired);
                 Ok(None)
             }
@@ -242,12 +319,25 @@ impl SyncWorker<'_> {
         for _ in 0..MAX_PAGES_PER_FOLDER {
             let link = state.page_link.clone().or_else(|| state.delta_link.clone());
             let page = match &link {
-                Some(link) => self.graph.delta_follow(token, mailbox_ref, link, DELTA_PAGE_SIZE).await,
+                Some(link) => {
+                    self.graph
+                        .delta_follow(token, mailbox_ref, link, DELTA_PAGE_SIZE)
+                        .await
+                }
                 None => {
                     // A new round starts at the folder's watermark: history before the folder
                     // was watched is never handed to rules.
                     let since = state.round_start(now);
-                    self.graph.delta_start(token, mailbox_ref, &state.folder, SELECT, DELTA_PAGE_SIZE, Some(since)).await
+                    self.graph
+                        .delta_start(
+                            token,
+                            mailbox_ref,
+                            &state.folder,
+                            SELECT,
+                            DELTA_PAGE_SIZE,
+                            Some(since),
+                        )
+                        .await
                 }
             };
             report.graph_requests += 1;
@@ -279,7 +369,11 @@ impl SyncWorker<'_> {
                         continue;
                     }
                 };
-                match self.store.begin_handoff(&mailbox.workspace_id, &mailbox.mailbox_id, &message.id, now).await? {
+                match self
+                    .store
+                    .begin_handoff(&mailbox.workspace_id, &mailbox.mailbox_id, &message.id, now)
+                    .await?
+                {
                     HandoffState::New | HandoffState::Pending => fresh.push(message),
                     HandoffState::HandedOn => {}
                 }
@@ -293,9 +387,15 @@ impl SyncWorker<'_> {
                     state.delta_link = Some(delta);
                     state.round_completed_at = Some(now);
                 }
-                (None, None) => return Err(FolderError::Sync(SyncError::Transient("delta page without a next or delta link".into()))),
+                (None, None) => {
+                    return Err(FolderError::Sync(SyncError::Transient(
+                        "delta page without a next or delta link".into(),
+                    )));
+                }
             }
-            self.store.checkpoint_folder(&key, owner, &state, handed).await?;
+            self.store
+                .checkpoint_folder(&key, owner, &state, handed)
+                .await?;
             if state.page_link.is_none() {
                 return Ok(());
             }
@@ -304,7 +404,12 @@ impl SyncWorker<'_> {
     }
 
     /// Sends new messages to the rules queue and marks them handed on. Returns how many.
-    async fn hand_on(&self, mailbox: &Mailbox, integration: &Integration, messages: &[MailMessage]) -> Result<u64, SyncError> {
+    async fn hand_on(
+        &self,
+        mailbox: &Mailbox,
+        integration: &Integration,
+        messages: &[MailMessage],
+    ) -> Result<u64, SyncError> {
         if messages.is_empty() {
             return Ok(0);
         }
@@ -345,27 +450,40 @@ impl SyncWorker<'_> {
                 .await
                 .map_err(|e| SyncError::Transient(format!("rules queue: {e}")))?;
             if !out.failed.is_empty() {
-                return Err(SyncError::Transient(format!("rules queue refused {} messages", out.failed.len())));
+                return Err(SyncError::Transient(format!(
+                    "rules queue refused {} messages",
+                    out.failed.len()
+                )));
             }
             let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
-            self.store.mark_handed_on(&mailbox.mailbox_id, &ids, OffsetDateTime::now_utc()).await?;
+            self.store
+                .mark_handed_on(&mailbox.mailbox_id, &ids, OffsetDateTime::now_utc())
+                .await?;
         }
         Ok(messages.len() as u64)
     }
 
     /// Records why an integration stopped working. A personal integration that needs a new
     /// sign-in leaves the schedule (no retry storm) until it is reconnected.
-    async fn mark_integration_broken(&self, integration: &Integration, reason: Reason, now: OffsetDateTime) -> Result<(), SyncError> {
-        let status = if reason.needs_reconnect() && integration.account_type == AccountType::Personal {
-            IntegrationStatus::NeedsReconnect
-        } else {
-            IntegrationStatus::AdminActionRequired
-        };
+    async fn mark_integration_broken(
+        &self,
+        integration: &Integration,
+        reason: Reason,
+        now: OffsetDateTime,
+    ) -> Result<(), SyncError> {
+        let status =
+            if reason.needs_reconnect() && integration.account_type == AccountType::Personal {
+                IntegrationStatus::NeedsReconnect
+            } else {
+                IntegrationStatus::AdminActionRequired
+            };
         let mut current = integration.clone();
         loop {
             // Only if the credential we failed with is still the current one: a reconnect that
             // happened meanwhile must not be undone.
-            if current.credential_generation != integration.credential_generation || current.status == IntegrationStatus::Disconnected {
+            if current.credential_generation != integration.credential_generation
+                || current.status == IntegrationStatus::Disconnected
+            {
                 return Ok(());
             }
             current.status = status;
@@ -373,7 +491,11 @@ impl SyncWorker<'_> {
             current.updated_at = now;
             match self.store.save_integration(&current).await {
                 Ok(_) => break,
-                Err(StoreError::Conflict) => match self.store.get_integration(&integration.workspace_id, &integration.integration_id).await? {
+                Err(StoreError::Conflict) => match self
+                    .store
+                    .get_integration(&integration.workspace_id, &integration.integration_id)
+                    .await?
+                {
                     Some(fresh) => current = fresh,
                     None => return Ok(()),
                 },
@@ -381,10 +503,17 @@ impl SyncWorker<'_> {
             }
         }
         tracing::warn!(reason = reason.code(), integration = %integration.integration_id, "integration needs attention");
-        let pause = status == IntegrationStatus::NeedsReconnect || reason == Reason::AppRemovedFromTenant || reason == Reason::TenantNotFound;
+        let pause = status == IntegrationStatus::NeedsReconnect
+            || reason == Reason::AppRemovedFromTenant
+            || reason == Reason::TenantNotFound;
         if pause {
             self.store
-                .set_integration_mailboxes_paused(&integration.workspace_id, &integration.integration_id, true, now)
+                .set_integration_mailboxes_paused(
+                    &integration.workspace_id,
+                    &integration.integration_id,
+                    true,
+                    now,
+                )
                 .await?;
         }
         Ok(())
@@ -438,14 +567,24 @@ impl From<SyncError> for FolderError {
 
 fn classify_graph_error(err: GraphError, mailbox: &Mailbox) -> FolderError {
     match err {
-        GraphError::Throttled { retry_after } => FolderError::Sync(SyncError::Throttled(retry_after)),
+        GraphError::Throttled { retry_after } => {
+            FolderError::Sync(SyncError::Throttled(retry_after))
+        }
         GraphError::Unauthorized { .. } => FolderError::Unauthorized,
-        GraphError::Forbidden { .. } if err_is_outside_scope(&err) => FolderError::Blocked(Reason::MailboxOutsideAdminScope),
-        GraphError::Forbidden { ref code, .. } if code.eq_ignore_ascii_case("MailboxNotEnabledForRESTAPI") => {
+        GraphError::Forbidden { .. } if err_is_outside_scope(&err) => {
+            FolderError::Blocked(Reason::MailboxOutsideAdminScope)
+        }
+        GraphError::Forbidden { ref code, .. }
+            if code.eq_ignore_ascii_case("MailboxNotEnabledForRESTAPI") =>
+        {
             FolderError::Blocked(Reason::MailboxNotEnabled)
         }
-        GraphError::Forbidden { .. } if mailbox.kind == MailboxKind::Shared => FolderError::Blocked(Reason::SharedMailboxNotGranted),
-        GraphError::Forbidden { .. } if mailbox.kind == MailboxKind::Organization => FolderError::Blocked(Reason::MailboxOutsideAdminScope),
+        GraphError::Forbidden { .. } if mailbox.kind == MailboxKind::Shared => {
+            FolderError::Blocked(Reason::SharedMailboxNotGranted)
+        }
+        GraphError::Forbidden { .. } if mailbox.kind == MailboxKind::Organization => {
+            FolderError::Blocked(Reason::MailboxOutsideAdminScope)
+        }
         other => FolderError::Sync(SyncError::Transient(other.to_string())),
     }
 }

@@ -68,7 +68,7 @@ fn round(mailbox: &str, round: usize, count: usize) -> Vec<Value> {
                 "to": mailbox,
                 "subject": subject,
                 "body_html": format!("<p>Hello,</p><p>{subject}.</p><p>Regards,<br>{name}</p>"),
-                "has_attachments": n % 6 == 0,
+                "has_attachments": n.is_multiple_of(6),
             })
         })
         .collect()
@@ -88,22 +88,46 @@ struct Demo {
 
 impl Demo {
     /// A connection through the real callback binary, as a browser goes through it.
-    async fn connect(&self, options: StartOptions, reconnect: Option<&Integration>) -> anyhow::Result<Integration> {
-        let caller = Caller { workspace_id: WorkspaceId::parse(WORKSPACE)?, subject: "demo-admin".into() };
-        let flow = start(&self.services, &caller, options, reconnect.map(|i| &i.integration_id), false, OffsetDateTime::now_utc())
-            .await
-            .map_err(|e| anyhow::anyhow!("starting the connection: {e}"))?;
+    async fn connect(
+        &self,
+        options: StartOptions,
+        reconnect: Option<&Integration>,
+    ) -> anyhow::Result<Integration> {
+        let caller = Caller {
+            workspace_id: WorkspaceId::parse(WORKSPACE)?,
+            subject: "demo-admin".into(),
+        };
+        let flow = start(
+            &self.services,
+            &caller,
+            options,
+            reconnect.map(|i| &i.integration_id),
+            false,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the connection: {e}"))?;
         let (status, page) = self.world.complete_sign_in(flow.url.as_str(), None).await?;
         if status != 200 {
             bail!("the callback answered {status}: {page}");
         }
-        let integrations = self.services.store.list_integrations(&caller.workspace_id).await?;
-        Ok(integrations.into_iter().max_by_key(|i| i.updated_at).context("no integration")?)
+        let integrations = self
+            .services
+            .store
+            .list_integrations(&caller.workspace_id)
+            .await?;
+        integrations
+            .into_iter()
+            .max_by_key(|i| i.updated_at)
+            .context("no integration")
     }
 
     async fn deliver(&mut self, mailbox: &str, messages: Vec<Value>) -> anyhow::Result<()> {
         let ids = self.world.deliver(mailbox, messages).await?;
-        self.delivered.entry(mailbox.to_owned()).or_default().extend(ids);
+        self.delivered
+            .entry(mailbox.to_owned())
+            .or_default()
+            .extend(ids);
         Ok(())
     }
 
@@ -111,7 +135,11 @@ impl Demo {
     /// rule evaluation acts on what was handed on.
     async fn tick(&self, label: &str) -> anyhow::Result<()> {
         let started = Instant::now();
-        let report = self.dispatcher.invoke(&json!({"trigger": "schedule"})).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let report = self
+            .dispatcher
+            .invoke(&json!({"trigger": "schedule"}))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let synced = drain_with_redelivery(&self.sync_source, &self.sync).await?;
         let evaluated = drain_with_redelivery(&self.rules_source, &self.rules).await?;
         println!(
@@ -126,7 +154,8 @@ impl Demo {
     }
 
     async fn install_rules(&self, integration: &Integration) -> anyhow::Result<()> {
-        outlook_core::rules::parse_and_validate(RULES).map_err(|errors| anyhow::anyhow!("{errors:?}"))?;
+        outlook_core::rules::parse_and_validate(RULES)
+            .map_err(|errors| anyhow::anyhow!("{errors:?}"))?;
         self.services
             .store
             .put_ruleset(&StoredRuleSet {
@@ -143,7 +172,11 @@ impl Demo {
     }
 
     async fn mailboxes(&self) -> anyhow::Result<Vec<Mailbox>> {
-        Ok(self.services.store.list_mailboxes(&WorkspaceId::parse(WORKSPACE)?, None).await?)
+        Ok(self
+            .services
+            .store
+            .list_mailboxes(&WorkspaceId::parse(WORKSPACE)?, None)
+            .await?)
     }
 
     async fn status_line(&self, integration: &Integration) -> anyhow::Result<String> {
@@ -154,7 +187,12 @@ impl Demo {
             .await?
             .context("integration")?;
         Ok(match current.status_reason {
-            Some(reason) => format!("{:?}: {} ({})", current.status, reason.code.code(), reason.message),
+            Some(reason) => format!(
+                "{:?}: {} ({})",
+                current.status,
+                reason.code.code(),
+                reason.message
+            ),
             None => format!("{:?}", current.status),
         })
     }
@@ -163,17 +201,26 @@ impl Demo {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
-    step("Starting the local world: AWS emulator resources from infra/template.yaml, Microsoft 365 simulator, Lambda functions");
+    step(
+        "Starting the local world: AWS emulator resources from infra/template.yaml, Microsoft 365 simulator, Lambda functions",
+    );
     let world = World::new("demo").await?;
     let callback = world.start_function("oauth-callback").await?;
     let dispatcher = world.start_function("sync-dispatcher").await?;
     // One-second sync interval so several scheduled minutes fit in the demo.
-    let sync = world.start_function_with("mailbox-sync", &[("SYNC_INTERVAL_SECONDS", "1")]).await?;
+    let sync = world
+        .start_function_with("mailbox-sync", &[("SYNC_INTERVAL_SECONDS", "1")])
+        .await?;
     let rules = world.start_function("rule-eval").await?;
-    let sync_source = SqsEventSource::for_function(world.stack.sdk_config(), &world.resources, "mailbox-sync")?;
-    let rules_source = SqsEventSource::for_function(world.stack.sdk_config(), &world.resources, "rule-eval")?;
+    let sync_source =
+        SqsEventSource::for_function(world.stack.sdk_config(), &world.resources, "mailbox-sync")?;
+    let rules_source =
+        SqsEventSource::for_function(world.stack.sdk_config(), &world.resources, "rule-eval")?;
     let services = world.services().await?;
-    println!("   table {}, simulator {}", world.resources.table_name, world.sim.base_url);
+    println!(
+        "   table {}, simulator {}",
+        world.resources.table_name, world.sim.base_url
+    );
 
     let mut demo = Demo {
         world,
@@ -193,11 +240,23 @@ async fn main() -> anyhow::Result<()> {
     let ceo = demo.world.add_user("ceo", "user").await?;
     let alice = demo.world.add_user("alice", "user").await?;
     let team = demo.world.add_user("team", "shared").await?;
-    demo.world.sim_post(&format!("/users/{alice}/shared-access"), &json!({"mailbox": team})).await?;
+    demo.world
+        .sim_post(
+            &format!("/users/{alice}/shared-access"),
+            &json!({"mailbox": team}),
+        )
+        .await?;
     for mailbox in [&finance, &support, &ceo, &alice, &team] {
-        demo.world.sim_post(&format!("/mailboxes/{mailbox}/generate"), &json!({"count": 40, "seed": 3})).await?;
+        demo.world
+            .sim_post(
+                &format!("/mailboxes/{mailbox}/generate"),
+                &json!({"count": 40, "seed": 3}),
+            )
+            .await?;
     }
-    println!("   5 mailboxes, 200 historical emails (history is not processed: sync starts from the connection)");
+    println!(
+        "   5 mailboxes, 200 historical emails (history is not processed: sync starts from the connection)"
+    );
 
     step("Organization-wide connection: the Microsoft 365 admin grants consent once");
     demo.world
@@ -205,20 +264,44 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let org = demo
         .connect(
-            StartOptions::Organization { mailboxes: vec![finance.clone(), support.clone(), ceo.clone()], tenant: None },
+            StartOptions::Organization {
+                mailboxes: vec![finance.clone(), support.clone(), ceo.clone()],
+                tenant: None,
+            },
             None,
         )
         .await?;
-    println!("   {} connected: {}", org.integration_id, demo.status_line(&org).await?);
+    println!(
+        "   {} connected: {}",
+        org.integration_id,
+        demo.status_line(&org).await?
+    );
 
     step("Personal connection: Alice signs in for her mailbox and the shared team mailbox");
-    demo.world.sim_put("/interactive", &json!({"signin_user": alice, "user_consent": "approve", "admin_consent": "approve"})).await?;
-    let personal = demo
-        .connect(StartOptions::Personal { shared_mailboxes: vec![team.clone()], login_hint: None }, None)
+    demo.world
+        .sim_put(
+            "/interactive",
+            &json!({"signin_user": alice, "user_consent": "approve", "admin_consent": "approve"}),
+        )
         .await?;
-    println!("   {} connected: {}", personal.integration_id, demo.status_line(&personal).await?);
+    let personal = demo
+        .connect(
+            StartOptions::Personal {
+                shared_mailboxes: vec![team.clone()],
+                login_hint: None,
+            },
+            None,
+        )
+        .await?;
+    println!(
+        "   {} connected: {}",
+        personal.integration_id,
+        demo.status_line(&personal).await?
+    );
 
-    step("Installing example rules: invoices -> Finance/Invoices, flag VIP senders, forward urgent support mail");
+    step(
+        "Installing example rules: invoices -> Finance/Invoices, flag VIP senders, forward urgent support mail",
+    );
     demo.install_rules(&org).await?;
     demo.install_rules(&personal).await?;
 
@@ -235,38 +318,77 @@ async fn main() -> anyhow::Result<()> {
         demo.tick(label).await?;
     }
 
-    step("Alice changes her password and Contoso turns on MFA (an hour later her access token has expired)");
-    demo.world.sim_post("/events", &json!({"type": "password_changed", "user": alice})).await?;
-    demo.world.sim_post("/events", &json!({"type": "mfa_required", "tenant": demo.world.tenant_id})).await?;
-    demo.world.sim_post("/clock/advance", &json!({"secs": 3700})).await?;
+    step(
+        "Alice changes her password and Contoso turns on MFA (an hour later her access token has expired)",
+    );
+    demo.world
+        .sim_post(
+            "/events",
+            &json!({"type": "password_changed", "user": alice}),
+        )
+        .await?;
+    demo.world
+        .sim_post(
+            "/events",
+            &json!({"type": "mfa_required", "tenant": demo.world.tenant_id}),
+        )
+        .await?;
+    demo.world
+        .sim_post("/clock/advance", &json!({"secs": 3700}))
+        .await?;
     for mailbox in all {
         demo.deliver(mailbox, round(mailbox, 3, 24)).await?;
     }
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     demo.tick("4").await?;
     println!("   organization-wide: {}", demo.status_line(&org).await?);
-    println!("   personal:          {}", demo.status_line(&personal).await?);
+    println!(
+        "   personal:          {}",
+        demo.status_line(&personal).await?
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    demo.tick("5 (the personal integration is paused: no retries)").await?;
+    demo.tick("5 (the personal integration is paused: no retries)")
+        .await?;
 
     step("Alice reconnects (a fresh sign-in satisfies MFA); sync resumes where it stopped");
-    demo.world.sim_put("/interactive", &json!({"signin_user": alice, "user_consent": "approve", "admin_consent": "approve"})).await?;
-    demo.connect(StartOptions::Personal { shared_mailboxes: vec![], login_hint: None }, Some(&personal)).await?;
-    println!("   personal:          {}", demo.status_line(&personal).await?);
+    demo.world
+        .sim_put(
+            "/interactive",
+            &json!({"signin_user": alice, "user_consent": "approve", "admin_consent": "approve"}),
+        )
+        .await?;
+    demo.connect(
+        StartOptions::Personal {
+            shared_mailboxes: vec![],
+            login_hint: None,
+        },
+        Some(&personal),
+    )
+    .await?;
+    println!(
+        "   personal:          {}",
+        demo.status_line(&personal).await?
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     demo.tick("6").await?;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     demo.tick("7").await?;
 
     report(&demo, &org, &personal).await?;
-    println!("\nDemo finished in {:.0} s. Everything it started stops now.", started.elapsed().as_secs_f64());
+    println!(
+        "\nDemo finished in {:.0} s. Everything it started stops now.",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 /// Drains a queue into its function. Batches a function reported as failed come back after the
 /// queue's visibility timeout (minutes); the demo makes them visible again at once instead of
 /// waiting, as often as Lambda would retry them.
-async fn drain_with_redelivery(source: &SqsEventSource, function: &FunctionHarness) -> anyhow::Result<Vec<e2e::Batch>> {
+async fn drain_with_redelivery(
+    source: &SqsEventSource,
+    function: &FunctionHarness,
+) -> anyhow::Result<Vec<e2e::Batch>> {
     let mut all = Vec::new();
     for _ in 0..4 {
         let batches = source.drain(function, 200).await?;
@@ -289,7 +411,14 @@ async fn report(demo: &Demo, org: &Integration, personal: &Integration) -> anyho
     let sent = sent["sent"].as_array().cloned().unwrap_or_default();
     let mut forwards: BTreeMap<String, usize> = BTreeMap::new();
     for mail in &sent {
-        *forwards.entry(mail["original_immutable_id"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+        *forwards
+            .entry(
+                mail["original_immutable_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default() += 1;
     }
     println!(
         "{:<24} {:<14} {:>9} {:>12} {:>7} {:>10}  status",
@@ -297,32 +426,71 @@ async fn report(demo: &Demo, org: &Integration, personal: &Integration) -> anyho
     );
     let mut problems = Vec::new();
     for mailbox in demo.mailboxes().await? {
-        let audit = demo.services.store.list_audit(&mailbox.workspace_id, &mailbox.mailbox_id, 10_000).await?;
+        let audit = demo
+            .services
+            .store
+            .list_audit(&mailbox.workspace_id, &mailbox.mailbox_id, 10_000)
+            .await?;
         let count = |prefix: &str| {
             audit
                 .iter()
-                .filter(|r| r.actions.iter().any(|a| a.action_key.starts_with(prefix) && a.status == "applied"))
+                .filter(|r| {
+                    r.actions
+                        .iter()
+                        .any(|a| a.action_key.starts_with(prefix) && a.status == "applied")
+                })
                 .count()
         };
-        let delivered = demo.delivered.get(&mailbox.address).map(Vec::len).unwrap_or(0);
+        let delivered = demo
+            .delivered
+            .get(&mailbox.address)
+            .map(Vec::len)
+            .unwrap_or(0);
         let evaluated: HashSet<&str> = audit.iter().map(|r| r.message_id.as_str()).collect();
-        let missing =
-            demo.delivered.get(&mailbox.address).map(|ids| ids.iter().filter(|id| !evaluated.contains(id.as_str())).count()).unwrap_or(0);
+        let missing = demo
+            .delivered
+            .get(&mailbox.address)
+            .map(|ids| {
+                ids.iter()
+                    .filter(|id| !evaluated.contains(id.as_str()))
+                    .count()
+            })
+            .unwrap_or(0);
         if evaluated.len() != audit.len() {
-            problems.push(format!("{}: a message was evaluated twice", mailbox.address));
+            problems.push(format!(
+                "{}: a message was evaluated twice",
+                mailbox.address
+            ));
         }
         if missing > 0 {
-            for id in demo.delivered[&mailbox.address].iter().filter(|id| !evaluated.contains(id.as_str())) {
-                let state = demo.services.store.message_state(&mailbox.mailbox_id, id).await?;
-                let view = demo.world.sim_get(&format!("/mailboxes/{}/messages/{id}", mailbox.address)).await?;
+            for id in demo.delivered[&mailbox.address]
+                .iter()
+                .filter(|id| !evaluated.contains(id.as_str()))
+            {
+                let state = demo
+                    .services
+                    .store
+                    .message_state(&mailbox.mailbox_id, id)
+                    .await?;
+                let view = demo
+                    .world
+                    .sim_get(&format!("/mailboxes/{}/messages/{id}", mailbox.address))
+                    .await?;
                 problems.push(format!(
                     "{}: not processed: {:?} (sync record: {state:?}, folder {})",
                     mailbox.address, view["subject"], view["folder_path"]
                 ));
             }
         }
-        let connection = if mailbox.integration_id == org.integration_id { "organization" } else { "personal" };
-        let forwarded = audit.iter().filter(|r| forwards.contains_key(&r.message_id)).count();
+        let connection = if mailbox.integration_id == org.integration_id {
+            "organization"
+        } else {
+            "personal"
+        };
+        let forwarded = audit
+            .iter()
+            .filter(|r| forwards.contains_key(&r.message_id))
+            .count();
         println!(
             "{:<24} {:<14} {:>9} {:>12} {:>7} {:>10}  {:?}{}",
             mailbox.address,
@@ -332,7 +500,11 @@ async fn report(demo: &Demo, org: &Integration, personal: &Integration) -> anyho
             count("move"),
             forwarded,
             mailbox.status,
-            mailbox.status_reason.as_ref().map(|r| format!(" ({})", r.code.code())).unwrap_or_default()
+            mailbox
+                .status_reason
+                .as_ref()
+                .map(|r| format!(" ({})", r.code.code()))
+                .unwrap_or_default()
         );
     }
     if let Some((id, n)) = forwards.iter().find(|(_, n)| **n > 1) {
@@ -350,7 +522,8 @@ async fn report(demo: &Demo, org: &Integration, personal: &Integration) -> anyho
         total_delivered,
         sent.len(),
         graph["requests"].as_array().map(Vec::len).unwrap_or(0),
-        graph["requests"].as_array().map(Vec::len).unwrap_or(0) as f64 / total_delivered.max(1) as f64
+        graph["requests"].as_array().map(Vec::len).unwrap_or(0) as f64
+            / total_delivered.max(1) as f64
     );
     if problems.is_empty() {
         println!("Every new message was processed exactly once: nothing lost, nothing repeated.");
