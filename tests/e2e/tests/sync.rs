@@ -129,6 +129,17 @@ impl Ctx {
         }
     }
 
+    /// The user moves a message in Outlook.
+    async fn user_moves(&self, mailbox: &str, message_id: &str, folder: &str) {
+        self.world
+            .sim_post(
+                &format!("/mailboxes/{mailbox}/messages/{message_id}/move"),
+                &json!({"folder": folder}),
+            )
+            .await
+            .unwrap();
+    }
+
     async fn fault(&self, rule: Value) {
         self.world.sim_post("/faults", &rule).await.unwrap();
     }
@@ -145,6 +156,11 @@ impl Ctx {
             .await
             .unwrap();
     }
+}
+
+/// An SQS event with one sync job, as Lambda delivers it.
+fn sqs_event(job: &SyncJob) -> Value {
+    json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(job).unwrap()}]})
 }
 
 fn ids(jobs: &[RulesJob]) -> Vec<String> {
@@ -260,13 +276,7 @@ async fn many_pages_removed_and_moved_messages_hand_on_each_id_once() {
     );
 
     // The user moves one message away, deletes another, and moves one out and back in.
-    ctx.world
-        .sim_post(
-            &format!("/mailboxes/{ops}/messages/{}/move", delivered[0]),
-            &json!({"folder": "archive"}),
-        )
-        .await
-        .unwrap();
+    ctx.user_moves(&ops, &delivered[0], "archive").await;
     ctx.world
         .http()
         .delete(format!(
@@ -276,28 +286,9 @@ async fn many_pages_removed_and_moved_messages_hand_on_each_id_once() {
         .send()
         .await
         .unwrap();
-    ctx.world
-        .sim_post(
-            &format!("/mailboxes/{ops}/messages/{}/move", delivered[2]),
-            &json!({"folder": "archive"}),
-        )
-        .await
-        .unwrap();
-    ctx.world
-        .sim_post(
-            &format!("/mailboxes/{ops}/messages/{}/move", delivered[2]),
-            &json!({"folder": "inbox"}),
-        )
-        .await
-        .unwrap();
+    ctx.user_moves(&ops, &delivered[2], "archive").await;
+    ctx.user_moves(&ops, &delivered[2], "inbox").await;
     // And marks one read (an update shows up in delta again).
-    ctx.world
-        .sim_post(
-            &format!("/mailboxes/{ops}/messages/{}", delivered[3]),
-            &json!({}),
-        )
-        .await
-        .ok();
     ctx.world
         .http()
         .patch(format!(
@@ -494,8 +485,7 @@ async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off()
         .start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", "8")])
         .await
         .unwrap();
-    let direct =
-        json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(&job).unwrap()}]});
+    let direct = sqs_event(&job);
     second.invoke(&direct).await.unwrap();
     assert!(
         ctx.take_handed_on().await.is_empty(),
@@ -559,8 +549,7 @@ async fn two_workers_on_one_mailbox_sync_it_once() {
         mailbox: keys[0].clone(),
         force: true,
     };
-    let event =
-        json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(&job).unwrap()}]});
+    let event = sqs_event(&job);
     let (a, b) = tokio::join!(ctx.sync.invoke(&event), other.invoke(&event));
     a.unwrap();
     b.unwrap();
@@ -806,8 +795,7 @@ async fn app_level_failures_are_reported_without_a_retry_storm() {
         mailbox: ops_key.clone(),
         force: true,
     };
-    let event =
-        json!({"Records": [{"messageId": "m-1", "body": serde_json::to_string(&job).unwrap()}]});
+    let event = sqs_event(&job);
     fresh.invoke(&event).await.unwrap();
     let current = ctx.integration(&integration).await;
     assert_eq!(current.status, IntegrationStatus::AdminActionRequired);
