@@ -90,12 +90,16 @@ test: setup setup-browser build ## every test of the workspace against the local
 demo: setup build ## run the product end to end on the local stack and print a report
 	$(WITH_STACK) cargo run --quiet -p e2e --bin demo
 
-soak: setup build ## long reliability run (ignored tests named soak, release build)
+SOAK_ROUNDS ?= 40
+SOAK_MESSAGES ?= 25
+soak: setup build ## long reliability run (faults + crashes, release build; SOAK_ROUNDS, SOAK_MESSAGES)
 	cargo build --release --workspace --bins
-	$(WITH_STACK) cargo test -p e2e --release -- --ignored soak
+	$(WITH_STACK) env SOAK_ROUNDS=$(SOAK_ROUNDS) SOAK_MESSAGES=$(SOAK_MESSAGES) \
+		cargo test -p e2e --release --test reliability -- --nocapture
 
-bench: setup build ## every benchmark of the workspace (criterion), with the local stack up
-	$(WITH_STACK) cargo bench --workspace --benches
+bench: setup build ## measure Graph efficiency, idle cost, rules, functions, fan-out; writes BENCHMARKS.md
+	cargo bench -p outlook-core --bench rules -- --quick 2>&1 | tee .local/bench-rules.txt
+	$(WITH_STACK) cargo run --quiet -p e2e --bin bench -- --rules .local/bench-rules.txt --out BENCHMARKS.md
 
 # --------------------------------------------------------------------------- checks
 

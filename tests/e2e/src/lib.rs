@@ -13,6 +13,7 @@
 //! - [`SqsEventSource`]: Lambda's SQS event source mapping (batches, `ReportBatchItemFailures`,
 //!   redelivery), polled explicitly.
 
+pub mod api_client;
 pub mod eventsource;
 pub mod gateway;
 pub mod lambda;

@@ -2,11 +2,9 @@
 //! emulator behind the local HTTP API (routes from `infra/template.yaml`), the AWS emulator, the
 //! Microsoft 365 simulator, and the REAL `oauth-callback` binary for the connect flows.
 
-mod api_support;
-
 use std::collections::BTreeSet;
 
-use api_support::{ApiWorld, Keys, claims, now_secs};
+use e2e::api_client::{ApiWorld, Keys, claims, now_secs};
 use outlook_core::api::routes::{ROUTES, RouteId, RouteKind};
 use outlook_core::health::Reason;
 use outlook_core::ids::{MailboxId, WorkspaceId};

@@ -8,13 +8,11 @@
 //!   the reason and fix, and its reconnect button connects it again.
 //! - Over plain HTTP: the session cookie, the CSRF defences and the form answers.
 
-mod api_support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use api_support::{ApiWorld, claims, now_secs};
 use e2e::SqsEventSource;
+use e2e::api_client::{ApiWorld, claims, now_secs};
 use outlook_core::health::Reason;
 use serde_json::{Value, json};
 

@@ -11,19 +11,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use e2e::{FunctionHarness, SqsEventSource, World};
-use outlook_core::api::auth::Caller;
-use outlook_core::connect::flows::{StartOptions, start};
+use e2e::api_client::ApiWorld;
+use e2e::{FunctionHarness, SqsEventSource};
 use outlook_core::ids::WorkspaceId;
-use outlook_core::model::{Integration, Mailbox};
+use outlook_core::model::Mailbox;
 use outlook_core::services::Services;
-use outlook_core::store::StoredRuleSet;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 const WORKSPACE: &str = "contoso-demo";
 
-const RULES: &str = r#"{"version": 1, "rules": [
+const RULES: &str = r#"[
   {"id": "invoices", "name": "Invoices to Finance/Invoices", "order": 1, "enabled": true,
    "conditions": [{"subjectContains": ["invoice"]}],
    "actions": [{"assignCategories": {"categories": ["Invoices"], "color": "preset4"}},
@@ -35,7 +32,7 @@ const RULES: &str = r#"{"version": 1, "rules": [
    "conditions": [{"subjectContains": ["urgent"]}],
    "exceptions": [{"isAutomaticReply": true}],
    "actions": [{"forwardTo": {"recipients": ["oncall@contoso.com"], "comment": "Urgent customer mail, please pick up."}}]}
-]}"#;
+]"#;
 
 fn step(text: &str) {
     println!("\n== {text}");
@@ -75,9 +72,9 @@ fn round(mailbox: &str, round: usize, count: usize) -> Vec<Value> {
 }
 
 struct Demo {
-    world: World,
+    api: ApiWorld,
+    token: String,
     services: Services,
-    _callback: FunctionHarness,
     dispatcher: FunctionHarness,
     sync: FunctionHarness,
     rules: FunctionHarness,
@@ -87,43 +84,30 @@ struct Demo {
 }
 
 impl Demo {
-    /// A connection through the real callback binary, as a browser goes through it.
-    async fn connect(
-        &self,
-        options: StartOptions,
-        reconnect: Option<&Integration>,
-    ) -> anyhow::Result<Integration> {
-        let caller = Caller {
-            workspace_id: WorkspaceId::parse(WORKSPACE)?,
-            subject: "demo-admin".into(),
-        };
-        let flow = start(
-            &self.services,
-            &caller,
-            options,
-            reconnect.map(|i| &i.integration_id),
-            false,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the connection: {e}"))?;
-        let (status, page) = self.world.complete_sign_in(flow.url.as_str(), None).await?;
+    /// A new sign-in through the management API's reconnect, Microsoft and the real callback.
+    async fn reconnect(&self, integration: &str) -> anyhow::Result<()> {
+        let answer = self
+            .api
+            .call(
+                "POST",
+                &format!("/api/integrations/{integration}/reconnect"),
+                Some(&self.token),
+                None,
+            )
+            .await;
+        let url = answer.json()["url"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("reconnect: {}", answer.text))?;
+        let (status, page) = self.api.world.complete_sign_in(&url, None).await?;
         if status != 200 {
             bail!("the callback answered {status}: {page}");
         }
-        let integrations = self
-            .services
-            .store
-            .list_integrations(&caller.workspace_id)
-            .await?;
-        integrations
-            .into_iter()
-            .max_by_key(|i| i.updated_at)
-            .context("no integration")
+        Ok(())
     }
 
     async fn deliver(&mut self, mailbox: &str, messages: Vec<Value>) -> anyhow::Result<()> {
-        let ids = self.world.deliver(mailbox, messages).await?;
+        let ids = self.api.world.deliver(mailbox, messages).await?;
         self.delivered
             .entry(mailbox.to_owned())
             .or_default()
@@ -153,21 +137,24 @@ impl Demo {
         Ok(())
     }
 
-    async fn install_rules(&self, integration: &Integration) -> anyhow::Result<()> {
-        outlook_core::rules::parse_and_validate(RULES)
-            .map_err(|errors| anyhow::anyhow!("{errors:?}"))?;
-        self.services
-            .store
-            .put_ruleset(&StoredRuleSet {
-                workspace_id: integration.workspace_id.clone(),
-                integration_id: integration.integration_id.clone(),
-                scope: "*".into(),
-                version: 1,
-                document: RULES.into(),
-                updated_at: OffsetDateTime::now_utc(),
-                updated_by: Some("demo".into()),
-            })
-            .await?;
+    async fn install_rules(&self, integration: &str) -> anyhow::Result<()> {
+        let rules: Value = serde_json::from_str(RULES)?;
+        let answer = self
+            .api
+            .call(
+                "PUT",
+                &format!("/api/integrations/{integration}/rules/all"),
+                Some(&self.token),
+                Some(&json!({"expectedVersion": 0, "rules": rules})),
+            )
+            .await;
+        if answer.status != 200 {
+            bail!(
+                "installing rules answered {}: {}",
+                answer.status,
+                answer.text
+            );
+        }
         Ok(())
     }
 
@@ -179,21 +166,25 @@ impl Demo {
             .await?)
     }
 
-    async fn status_line(&self, integration: &Integration) -> anyhow::Result<String> {
-        let current = self
-            .services
-            .store
-            .get_integration(&integration.workspace_id, &integration.integration_id)
-            .await?
-            .context("integration")?;
-        Ok(match current.status_reason {
-            Some(reason) => format!(
-                "{:?}: {} ({})",
-                current.status,
-                reason.code.code(),
-                reason.message
+    /// The integration's state as the management API shows it.
+    async fn status_line(&self, integration: &str) -> anyhow::Result<String> {
+        let answer = self
+            .api
+            .call(
+                "GET",
+                &format!("/api/integrations/{integration}"),
+                Some(&self.token),
+                None,
+            )
+            .await;
+        let view = answer.json();
+        Ok(match view["reason"]["code"].as_str() {
+            Some(code) => format!(
+                "{}: {code} ({})",
+                view["stateLabel"].as_str().unwrap_or("?"),
+                view["reason"]["message"].as_str().unwrap_or("")
             ),
-            None => format!("{:?}", current.status),
+            None => view["stateLabel"].as_str().unwrap_or("?").to_owned(),
         })
     }
 }
@@ -204,8 +195,8 @@ async fn main() -> anyhow::Result<()> {
     step(
         "Starting the local world: AWS emulator resources from infra/template.yaml, Microsoft 365 simulator, Lambda functions",
     );
-    let world = World::new("demo").await?;
-    let callback = world.start_function("oauth-callback").await?;
+    let api = ApiWorld::new("demo").await?;
+    let world = &api.world;
     let dispatcher = world.start_function("sync-dispatcher").await?;
     // One-second sync interval so several scheduled minutes fit in the demo.
     let sync = world
@@ -218,14 +209,17 @@ async fn main() -> anyhow::Result<()> {
         SqsEventSource::for_function(world.stack.sdk_config(), &world.resources, "rule-eval")?;
     let services = world.services().await?;
     println!(
-        "   table {}, simulator {}",
-        world.resources.table_name, world.sim.base_url
+        "   HTTP API {}, table {}, simulator {}",
+        world.gateway.base_url(),
+        world.resources.table_name,
+        world.sim.base_url
     );
+    let token = api.token(WORKSPACE);
 
     let mut demo = Demo {
-        world,
+        api,
+        token,
         services,
-        _callback: callback,
         dispatcher,
         sync,
         rules,
@@ -233,21 +227,22 @@ async fn main() -> anyhow::Result<()> {
         rules_source,
         delivered: HashMap::new(),
     };
+    let world = &demo.api.world;
 
     step("Creating Contoso in Microsoft 365: users, shared mailboxes and 30 days of history");
-    let finance = demo.world.add_user("finance", "shared").await?;
-    let support = demo.world.add_user("support", "shared").await?;
-    let ceo = demo.world.add_user("ceo", "user").await?;
-    let alice = demo.world.add_user("alice", "user").await?;
-    let team = demo.world.add_user("team", "shared").await?;
-    demo.world
+    let finance = world.add_user("finance", "shared").await?;
+    let support = world.add_user("support", "shared").await?;
+    let ceo = world.add_user("ceo", "user").await?;
+    let alice = world.add_user("alice", "user").await?;
+    let team = world.add_user("team", "shared").await?;
+    world
         .sim_post(
             &format!("/users/{alice}/shared-access"),
             &json!({"mailbox": team}),
         )
         .await?;
     for mailbox in [&finance, &support, &ceo, &alice, &team] {
-        demo.world
+        world
             .sim_post(
                 &format!("/mailboxes/{mailbox}/generate"),
                 &json!({"count": 40, "seed": 3}),
@@ -258,46 +253,21 @@ async fn main() -> anyhow::Result<()> {
         "   5 mailboxes, 200 historical emails (history is not processed: sync starts from the connection)"
     );
 
-    step("Organization-wide connection: the Microsoft 365 admin grants consent once");
-    demo.world
-        .sim_put("/interactive", &json!({"admin_consent": "approve", "user_consent": "approve", "admin_tenant": demo.world.tenant_id}))
-        .await?;
-    let org = demo
-        .connect(
-            StartOptions::Organization {
-                mailboxes: vec![finance.clone(), support.clone(), ceo.clone()],
-                tenant: None,
-            },
-            None,
-        )
-        .await?;
-    println!(
-        "   {} connected: {}",
-        org.integration_id,
-        demo.status_line(&org).await?
+    step(
+        "Organization-wide connection through the management API: the Microsoft 365 admin grants consent once",
     );
+    let org = demo
+        .api
+        .connect_organization(&demo.token, &[&finance, &support, &ceo])
+        .await?;
+    println!("   {org}: {}", demo.status_line(&org).await?);
 
     step("Personal connection: Alice signs in for her mailbox and the shared team mailbox");
-    demo.world
-        .sim_put(
-            "/interactive",
-            &json!({"signin_user": alice, "user_consent": "approve", "admin_consent": "approve"}),
-        )
-        .await?;
     let personal = demo
-        .connect(
-            StartOptions::Personal {
-                shared_mailboxes: vec![team.clone()],
-                login_hint: None,
-            },
-            None,
-        )
+        .api
+        .connect_personal(&demo.token, &alice, &[&team])
         .await?;
-    println!(
-        "   {} connected: {}",
-        personal.integration_id,
-        demo.status_line(&personal).await?
-    );
+    println!("   {personal}: {}", demo.status_line(&personal).await?);
 
     step(
         "Installing example rules: invoices -> Finance/Invoices, flag VIP senders, forward urgent support mail",
@@ -321,19 +291,20 @@ async fn main() -> anyhow::Result<()> {
     step(
         "Alice changes her password and Contoso turns on MFA (an hour later her access token has expired)",
     );
-    demo.world
+    let world = &demo.api.world;
+    world
         .sim_post(
             "/events",
             &json!({"type": "password_changed", "user": alice}),
         )
         .await?;
-    demo.world
+    world
         .sim_post(
             "/events",
-            &json!({"type": "mfa_required", "tenant": demo.world.tenant_id}),
+            &json!({"type": "mfa_required", "tenant": world.tenant_id}),
         )
         .await?;
-    demo.world
+    world
         .sim_post("/clock/advance", &json!({"secs": 3700}))
         .await?;
     for mailbox in all {
@@ -351,20 +322,8 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     step("Alice reconnects (a fresh sign-in satisfies MFA); sync resumes where it stopped");
-    demo.world
-        .sim_put(
-            "/interactive",
-            &json!({"signin_user": alice, "user_consent": "approve", "admin_consent": "approve"}),
-        )
-        .await?;
-    demo.connect(
-        StartOptions::Personal {
-            shared_mailboxes: vec![],
-            login_hint: None,
-        },
-        Some(&personal),
-    )
-    .await?;
+    demo.api.approve(Some(&alice)).await?;
+    demo.reconnect(&personal).await?;
     println!(
         "   personal:          {}",
         demo.status_line(&personal).await?
@@ -405,9 +364,9 @@ async fn drain_with_redelivery(
     Ok(all)
 }
 
-async fn report(demo: &Demo, org: &Integration, personal: &Integration) -> anyhow::Result<()> {
+async fn report(demo: &Demo, org: &str, personal: &str) -> anyhow::Result<()> {
     step("Report");
-    let sent = demo.world.sim_get("/sent").await?;
+    let sent = demo.api.world.sim_get("/sent").await?;
     let sent = sent["sent"].as_array().cloned().unwrap_or_default();
     let mut forwards: BTreeMap<String, usize> = BTreeMap::new();
     for mail in &sent {
@@ -473,6 +432,7 @@ async fn report(demo: &Demo, org: &Integration, personal: &Integration) -> anyho
                     .message_state(&mailbox.mailbox_id, id)
                     .await?;
                 let view = demo
+                    .api
                     .world
                     .sim_get(&format!("/mailboxes/{}/messages/{id}", mailbox.address))
                     .await?;
@@ -482,7 +442,7 @@ async fn report(demo: &Demo, org: &Integration, personal: &Integration) -> anyho
                 ));
             }
         }
-        let connection = if mailbox.integration_id == org.integration_id {
+        let connection = if mailbox.integration_id.as_str() == org {
             "organization"
         } else {
             "personal"
@@ -510,7 +470,7 @@ async fn report(demo: &Demo, org: &Integration, personal: &Integration) -> anyho
     if let Some((id, n)) = forwards.iter().find(|(_, n)| **n > 1) {
         problems.push(format!("message {id} was forwarded {n} times"));
     }
-    let graph = demo.world.sim_get("/requests?kind=graph").await?;
+    let graph = demo.api.world.sim_get("/requests?kind=graph").await?;
     let total_delivered: usize = demo.delivered.values().map(Vec::len).sum();
     println!(
         "\norganization-wide: {} | personal: {}",

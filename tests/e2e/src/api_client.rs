@@ -1,17 +1,15 @@
-//! Shared by `api.rs` and `connect_page.rs`: a world with the REAL `management-api` and
+//! Used by the API tests, the connect-page test and the demo: a world with the REAL `management-api` and
 //! `oauth-callback` binaries behind the local HTTP API, and callers' bearer tokens signed with an
 //! RSA key pair made for the test (its public key is the function's `API_JWT_PUBLIC_KEY`).
 
-#![allow(dead_code)]
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::{FunctionHarness, World};
 use anyhow::{Context, anyhow, bail};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine;
-use e2e::{FunctionHarness, World};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
