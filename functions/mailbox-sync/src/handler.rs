@@ -40,33 +40,39 @@ pub(crate) async fn handle(
                     return None;
                 }
             };
-            match worker.sync_mailbox(&job.mailbox, job.force, time::OffsetDateTime::now_utc()).await {
-                Ok(report) => {
-                    tracing::info!(
-                        mailbox = %job.mailbox.mailbox_id,
-                        skipped = report.skipped,
-                        pages = report.pages,
-                        seen = report.messages_seen,
-                        handed_on = report.handed_on,
-                        resyncs = report.resyncs,
-                        graph_requests = report.graph_requests,
-                        status_reason = report.status_reason.map(|r| r.code()),
-                        "mailbox synced"
-                    );
-                    None
-                }
-                Err(err) => {
-                    let level_is_warn = matches!(err, SyncError::Throttled(_));
-                    if level_is_warn {
-                        tracing::warn!(mailbox = %job.mailbox.mailbox_id, error = %err, "sync deferred");
-                    } else {
-                        tracing::error!(mailbox = %job.mailbox.mailbox_id, error = %err, "sync failed; will retry");
+            // A job carries one or a few mailboxes. If one fails, the whole job comes back;
+            // its mailboxes that were synced are then not due yet and are skipped cheaply.
+            let mut failed = false;
+            for mailbox in job.mailboxes() {
+                match worker.sync_mailbox(mailbox, job.force, time::OffsetDateTime::now_utc()).await {
+                    Ok(report) => {
+                        tracing::info!(
+                            mailbox = %mailbox.mailbox_id,
+                            skipped = report.skipped,
+                            pages = report.pages,
+                            seen = report.messages_seen,
+                            handed_on = report.handed_on,
+                            resyncs = report.resyncs,
+                            graph_requests = report.graph_requests,
+                            status_reason = report.status_reason.map(|r| r.code()),
+                            "mailbox synced"
+                        );
                     }
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = message_id;
-                    Some(failure)
+                    Err(err) => {
+                        if matches!(err, SyncError::Throttled(_)) {
+                            tracing::warn!(mailbox = %mailbox.mailbox_id, error = %err, "sync deferred");
+                        } else {
+                            tracing::error!(mailbox = %mailbox.mailbox_id, error = %err, "sync failed; will retry");
+                        }
+                        failed = true;
+                    }
                 }
             }
+            failed.then(|| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                failure
+            })
         })
         .buffer_unordered(CONCURRENCY)
         .collect()

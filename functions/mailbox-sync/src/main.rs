@@ -1,5 +1,6 @@
-//! Sync worker: each sync-queue message is one mailbox. Failed mailboxes are reported as partial
-//! batch failures, so SQS retries only them and one bad mailbox never blocks the others.
+//! Sync worker: each sync-queue message is a job of one to ten mailboxes. Failed jobs are
+//! reported as partial batch failures, so SQS retries only them and one bad job never blocks the
+//! others.
 
 mod handler;
 

@@ -159,10 +159,7 @@ impl Pipeline {
     async fn sync_now(&self, mailboxes: &[Mailbox]) {
         let jobs: Vec<SyncJob> = mailboxes
             .iter()
-            .map(|m| SyncJob {
-                mailbox: m.key(),
-                force: true,
-            })
+            .map(|m| SyncJob::single(m.key(), true))
             .collect();
         let report = outlook_core::sync::dispatch::enqueue(
             &self.sqs,

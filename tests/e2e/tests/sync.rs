@@ -85,10 +85,7 @@ impl Ctx {
     async fn sync_now(&self, keys: &[MailboxKey]) -> Vec<e2e::Batch> {
         let jobs: Vec<SyncJob> = keys
             .iter()
-            .map(|k| SyncJob {
-                mailbox: k.clone(),
-                force: true,
-            })
+            .map(|k| SyncJob::single(k.clone(), true))
             .collect();
         let report = outlook_core::sync::dispatch::enqueue(
             &self.sqs,
@@ -445,10 +442,7 @@ async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off()
     // first page was handed on and checkpointed.
     ctx.fault(json!({"kind": "delay", "delay_ms": 8000, "count": 1, "path_contains": "skiptoken"}))
         .await;
-    let job = SyncJob {
-        mailbox: keys[0].clone(),
-        force: true,
-    };
+    let job = SyncJob::single(keys[0].clone(), true);
     outlook_core::sync::dispatch::enqueue(
         &ctx.sqs,
         &ctx.world.resources.sync_queue_url,
@@ -545,10 +539,7 @@ async fn two_workers_on_one_mailbox_sync_it_once() {
         .start_function_with("mailbox-sync", &[("SYNC_LEASE_SECONDS", "30")])
         .await
         .unwrap();
-    let job = SyncJob {
-        mailbox: keys[0].clone(),
-        force: true,
-    };
+    let job = SyncJob::single(keys[0].clone(), true);
     let event = sqs_event(&job);
     let (a, b) = tokio::join!(ctx.sync.invoke(&event), other.invoke(&event));
     a.unwrap();
@@ -791,10 +782,7 @@ async fn app_level_failures_are_reported_without_a_retry_storm() {
         }
     }
     let ops_key = ops_key.unwrap();
-    let job = SyncJob {
-        mailbox: ops_key.clone(),
-        force: true,
-    };
+    let job = SyncJob::single(ops_key.clone(), true);
     let event = sqs_event(&job);
     fresh.invoke(&event).await.unwrap();
     let current = ctx.integration(&integration).await;
@@ -858,4 +846,59 @@ async fn an_app_removed_from_the_tenant_stops_until_consent_is_given_again() {
         IntegrationStatus::Connected
     );
     assert_eq!(ctx.mailbox(&keys[0]).await.status, MailboxStatus::Active);
+}
+
+#[tokio::test]
+async fn the_dispatcher_packs_due_mailboxes_into_few_jobs_and_each_is_synced_once() {
+    let ctx = ctx("sync-fanout").await;
+    let ops = ctx.world.add_user("ops", "shared").await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
+    // 24 more mailboxes of the same integration (records only; their Graph mailboxes exist).
+    let now = time::OffsetDateTime::now_utc();
+    for i in 0..24 {
+        let address = ctx
+            .world
+            .add_user(&format!("team{i}"), "shared")
+            .await
+            .unwrap();
+        let mailbox = outlook_core::model::Mailbox::new(
+            integration.workspace_id.clone(),
+            integration.integration_id.clone(),
+            address,
+            outlook_core::model::MailboxKind::Organization,
+            &["inbox"],
+            now,
+        );
+        ctx.services.store.create_mailbox(&mailbox).await.unwrap();
+    }
+    let dispatcher = ctx.world.start_function("sync-dispatcher").await.unwrap();
+    let report = dispatcher
+        .invoke(&json!({"trigger": "schedule"}))
+        .await
+        .unwrap();
+    assert_eq!(report["due"], 25, "{report}");
+    assert_eq!(report["enqueued"], 25, "{report}");
+    assert_eq!(
+        report["sqs_requests"], 1,
+        "25 mailboxes = 3 jobs = one SendMessageBatch: {report}"
+    );
+    let batches = ctx.source.drain(&ctx.sync, 10).await.unwrap();
+    assert_eq!(
+        batches.iter().map(|b| b.message_ids.len()).sum::<usize>(),
+        3
+    );
+    assert!(batches.iter().all(|b| b.failed.is_empty()));
+    for key in ctx.mailbox_keys(&integration).await {
+        let mailbox = ctx.mailbox(&key).await;
+        assert_eq!(mailbox.counters.syncs, 1, "{}", mailbox.address);
+        assert!(
+            mailbox.folders["inbox"].delta_link.is_some(),
+            "{}",
+            mailbox.address
+        );
+    }
 }

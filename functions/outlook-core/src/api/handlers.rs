@@ -596,10 +596,7 @@ pub async fn sync_now(ctx: &Ctx<'_>) -> Answer {
     let jobs: Vec<SyncJob> = mailboxes
         .iter()
         .filter(|m| m.status == MailboxStatus::Active)
-        .map(|m| SyncJob {
-            mailbox: m.key(),
-            force: true,
-        })
+        .map(|m| SyncJob::single(m.key(), true))
         .collect();
     let failed = send_jobs(&ctx.svc.sqs, queue, &jobs).await;
     if failed > 0 {

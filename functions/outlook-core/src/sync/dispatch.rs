@@ -14,13 +14,35 @@ const SQS_BATCH: usize = 10;
 /// Batches in flight at once: enough to enqueue 10,000 mailboxes in a few seconds.
 const SQS_CONCURRENCY: usize = 16;
 
-/// The body of a sync-queue message.
+/// Mailboxes per scheduled sync job: 10,000 due mailboxes become 1,000 jobs and 100
+/// `SendMessageBatch` requests instead of 1,000.
+pub const MAILBOXES_PER_JOB: usize = 10;
+
+/// The body of a sync-queue message: one or a few mailboxes.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct SyncJob {
     pub mailbox: MailboxKey,
+    /// Further mailboxes of the same job (the dispatcher packs up to `MAILBOXES_PER_JOB`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<MailboxKey>,
     /// Sync even if the mailbox is not due yet ("sync now").
     #[serde(default)]
     pub force: bool,
+}
+
+impl SyncJob {
+    pub fn single(mailbox: MailboxKey, force: bool) -> Self {
+        Self {
+            mailbox,
+            more: Vec::new(),
+            force,
+        }
+    }
+
+    /// Every mailbox of the job.
+    pub fn mailboxes(&self) -> impl Iterator<Item = &MailboxKey> {
+        std::iter::once(&self.mailbox).chain(&self.more)
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -49,9 +71,10 @@ pub async fn dispatch_due(
 ) -> Result<DispatchReport, DispatchError> {
     let due = store.due_mailboxes(now).await?;
     let jobs: Vec<SyncJob> = due
-        .into_iter()
-        .map(|mailbox| SyncJob {
-            mailbox,
+        .chunks(MAILBOXES_PER_JOB)
+        .map(|chunk| SyncJob {
+            mailbox: chunk[0].clone(),
+            more: chunk[1..].to_vec(),
             force: false,
         })
         .collect();
@@ -71,12 +94,13 @@ pub async fn dispatch_due(
     Ok(report)
 }
 
-/// Sends sync jobs in batches of ten; returns how many were accepted.
+/// Sends sync jobs in batches of ten; the report counts mailboxes (a job can carry several).
 pub async fn enqueue(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     jobs: &[SyncJob],
 ) -> DispatchReport {
+    let size = |job: &SyncJob| job.mailboxes().count();
     let outcomes: Vec<(usize, usize)> = futures::stream::iter(jobs.chunks(SQS_BATCH))
         .map(|chunk| async move {
             let entries = chunk
@@ -97,10 +121,19 @@ pub async fn enqueue(
                 .send()
                 .await
             {
-                Ok(out) => (out.successful.len(), out.failed.len()),
+                Ok(out) => {
+                    let failed: usize = out
+                        .failed
+                        .iter()
+                        .filter_map(|f| f.id.parse::<usize>().ok())
+                        .filter_map(|i| chunk.get(i))
+                        .map(size)
+                        .sum();
+                    (chunk.iter().map(size).sum::<usize>() - failed, failed)
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "SendMessageBatch failed");
-                    (0, chunk.len())
+                    (0, chunk.iter().map(size).sum())
                 }
             }
         })
@@ -108,7 +141,7 @@ pub async fn enqueue(
         .collect()
         .await;
     DispatchReport {
-        due: jobs.len(),
+        due: jobs.iter().map(size).sum(),
         enqueued: outcomes.iter().map(|(ok, _)| ok).sum(),
         failed: outcomes.iter().map(|(_, failed)| failed).sum(),
         sqs_requests: outcomes.len(),

@@ -1,4 +1,4 @@
-//! The mailbox sync worker: one sync-queue message = one mailbox.
+//! The mailbox sync worker: syncs one mailbox (a sync-queue job carries one to ten).
 //!
 //! Order of writes, so that a crash at any point may repeat work but never loses a message:
 //! 1. take the mailbox lease (a second worker backs off);

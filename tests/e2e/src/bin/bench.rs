@@ -113,10 +113,7 @@ async fn main() -> anyhow::Result<()> {
     let sync_now = || async {
         let jobs: Vec<SyncJob> = mailboxes
             .iter()
-            .map(|m| SyncJob {
-                mailbox: m.key(),
-                force: true,
-            })
+            .map(|m| SyncJob::single(m.key(), true))
             .collect();
         outlook_core::sync::dispatch::enqueue(&sqs, &world.resources.sync_queue_url, &jobs).await;
         drain(&sync_source, sync).await;
@@ -348,12 +345,11 @@ async fn main() -> anyhow::Result<()> {
                 })
             })
             .unwrap_or_default();
-        let enqueued = report["enqueued"].as_u64().unwrap_or(0);
         fan_rows.push(format!(
             "| {target} | {:.1}s | {:.2}s | `{report}` | {on_queue} | {} |",
             create_time.as_secs_f64(),
             took.as_secs_f64(),
-            enqueued.div_ceil(10)
+            report["sqs_requests"]
         ));
     }
 
@@ -419,7 +415,9 @@ async fn main() -> anyhow::Result<()> {
     let months_min = 60.0 * 24.0 * 30.0; // ticks per mailbox per month at one-minute sync
     let ticks = 1000.0 * months_min;
     let (ddb_w, ddb_r) = (3.0, 1.0);
-    let sqs_per_tick = 0.1 + 1.0 + 1.0; // dispatcher SendMessageBatch/10, receive, delete (poller)
+    // Per mailbox: the dispatcher packs ten mailboxes per job and ten jobs per SendMessageBatch;
+    // the event source receives and deletes once per job.
+    let sqs_per_tick = 0.01 + 0.1 + 0.1;
     let lambda_req = 1.0 + 0.1; // mailbox-sync per mailbox (batch of 1..10 -> assume 1) + dispatcher share
     let (mem_gb, dur_s) = (0.256, 0.15);
     let p_w = 1.25 / 1e6;
@@ -441,7 +439,7 @@ async fn main() -> anyhow::Result<()> {
          | DynamoDB writes | {ddb_w} | counted from code (`sync/worker.rs`: take_lease UpdateItem, checkpoint_folder UpdateItem — a new deltaLink each round, release_lease UpdateItem) |\n\
          | DynamoDB reads | {ddb_r} | counted from code (get_integration GetItem); the dispatcher's due-index Query is shared by all mailboxes |\n\
          | Secrets Manager calls | 0 | counted from code: warm sandboxes cache the app secret/token |\n\
-         | SQS requests | {sqs_per_tick} | SendMessageBatch / 10 + ReceiveMessage + DeleteMessage (event source; batches of up to 10 lower it) |\n"
+         | SQS requests | {sqs_per_tick:.2} | SendMessageBatch / 100 + (ReceiveMessage + DeleteMessage) / 10: ten mailboxes per job, ten jobs per batch |\n"
     );
     let _ = writeln!(
         md,
@@ -460,7 +458,7 @@ async fn main() -> anyhow::Result<()> {
         "| item | arithmetic | USD / month |\n|---|---|---|\n\
          | DynamoDB writes | {ticks:.0} x {ddb_w} x 1.25e-6 | {c_w:.2} |\n\
          | DynamoDB reads | {ticks:.0} x {ddb_r} x 0.25e-6 | {c_r:.2} |\n\
-         | SQS | {ticks:.0} x {sqs_per_tick} x 0.40e-6 | {c_sqs:.2} |\n\
+         | SQS | {ticks:.0} x {sqs_per_tick:.2} x 0.40e-6 | {c_sqs:.2} |\n\
          | Lambda requests | {ticks:.0} x {lambda_req} x 0.20e-6 | {c_lreq:.2} |\n\
          | Lambda compute | {ticks:.0} x {mem_gb} GB x {dur_s} s x 1.66667e-5 | {c_gbs:.2} |\n\
          | **total** | | **{:.2}** |\n",
@@ -547,7 +545,7 @@ async fn main() -> anyhow::Result<()> {
         md,
         "Due mailbox records created with the store, then one invocation of the real \
          `sync-dispatcher` (harness invoke timeout 120 s; the template gives the function 60 s). \
-         SendMessageBatch requests = enqueued / 10.\n\n\
+         SendMessageBatch requests as the dispatcher reports them: ten mailboxes per job, ten jobs per request.\n\n\
          | due mailboxes | creating records | dispatcher invocation | dispatcher report | jobs on the sync queue after | SendMessageBatch |\n|---|---|---|---|---|---|\n{}\n",
         fan_rows.join("\n")
     );
