@@ -450,8 +450,19 @@ async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off()
     )
     .await;
     let poll = ctx.source.poll_once(&ctx.sync);
+    // Killed once the first page is checkpointed, i.e. while the worker waits for the second.
     let kill = async {
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while ctx.mailbox(&keys[0]).await.folders["inbox"]
+            .page_link
+            .is_none()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first page was never checkpointed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         ctx.sync.kill().await;
     };
     let (batch, ()) = tokio::join!(poll, kill);
@@ -461,11 +472,7 @@ async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off()
         "the killed invocation failed: {batch:?}"
     );
     let first = ctx.take_handed_on().await;
-    assert!(
-        !first.is_empty() && first.len() < 250,
-        "only the first page was handed on: {}",
-        first.len()
-    );
+    assert_eq!(first.len(), 100, "exactly the first page was handed on");
     let mailbox = ctx.mailbox(&keys[0]).await;
     assert!(
         mailbox.folders["inbox"].page_link.is_some(),
@@ -486,8 +493,17 @@ async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off()
         "a leased mailbox is not synced twice"
     );
 
-    // After the lease, the redelivered job resumes from the checkpoint.
-    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    // After the dead worker's lease, the redelivered job resumes from the checkpoint.
+    let lease_until_ms = ctx
+        .mailbox(&keys[0])
+        .await
+        .lease_until_ms
+        .expect("the dead worker's lease");
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    tokio::time::sleep(std::time::Duration::from_millis(
+        (lease_until_ms - now_ms).max(0) as u64 + 200,
+    ))
+    .await;
     ctx.source.retry_now(&batch).await.ok();
     ctx.sync_now(&keys).await;
     let rest = ctx.take_handed_on().await;

@@ -626,7 +626,12 @@ async fn execute_inner(sim: &Arc<Sim>, req: &GReq, info: &mut LogInfo) -> GResp 
     let fault = {
         let mut w = sim.world();
         let ids = [user.id.clone(), user.upn.clone()];
-        let path = format!("/v1.0{}", req.path);
+        // The query is part of what `path_contains` sees, so a rule can single out e.g. the
+        // `$skiptoken` pages of a delta round.
+        let path = match crate::util::encode_query(&req.query) {
+            q if q.is_empty() => format!("/v1.0{}", req.path),
+            q => format!("/v1.0{}?{q}", req.path),
+        };
         w.faults.pick(&faults::FaultCtx {
             target: "graph",
             method: req.method.as_str(),
