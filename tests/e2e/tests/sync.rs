@@ -80,6 +80,20 @@ impl Ctx {
             .unwrap()
     }
 
+    /// The usual start: shared mailbox `ops` connected organization-wide for workspace `acme`
+    /// and synced once (so its delta link exists).
+    async fn connected_ops_mailbox(&self) -> (String, Integration, Vec<MailboxKey>) {
+        let ops = self.world.add_user("ops", "shared").await.unwrap();
+        let integration = self
+            .world
+            .connect_organization(&self.services, "acme", &[&ops])
+            .await
+            .unwrap();
+        let keys = self.mailbox_keys(&integration).await;
+        self.sync_now(&keys).await;
+        (ops, integration, keys)
+    }
+
     /// "Sync now" for the mailboxes, then lets the event source run the worker until the queue
     /// is empty (failed jobs stay invisible until their visibility timeout).
     async fn sync_now(&self, keys: &[MailboxKey]) -> Vec<e2e::Batch> {
@@ -250,14 +264,7 @@ async fn dispatcher_enqueues_due_mailboxes_and_first_sync_starts_from_now() {
 #[tokio::test]
 async fn many_pages_removed_and_moved_messages_hand_on_each_id_once() {
     let ctx = ctx("sync-pages").await;
-    let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx
-        .world
-        .connect_organization(&ctx.services, "acme", &[&ops])
-        .await
-        .unwrap();
-    let keys = ctx.mailbox_keys(&integration).await;
-    ctx.sync_now(&keys).await;
+    let (ops, _, keys) = ctx.connected_ops_mailbox().await;
 
     let delivered = ctx.world.deliver(&ops, mails("bulk", 250)).await.unwrap();
     let seq = ctx.world.last_request_seq().await.unwrap();
@@ -353,14 +360,7 @@ async fn an_expired_delta_token_resyncs_without_handing_on_again() {
 #[tokio::test]
 async fn throttling_and_transient_failures_defer_without_losing_messages() {
     let ctx = ctx("sync-faults").await;
-    let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx
-        .world
-        .connect_organization(&ctx.services, "acme", &[&ops])
-        .await
-        .unwrap();
-    let keys = ctx.mailbox_keys(&integration).await;
-    ctx.sync_now(&keys).await;
+    let (ops, _, keys) = ctx.connected_ops_mailbox().await;
 
     // Transient 503s and a dropped connection are retried within the invocation.
     let delivered = ctx
@@ -428,14 +428,7 @@ async fn throttling_and_transient_failures_defer_without_losing_messages() {
 #[tokio::test]
 async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off() {
     let ctx = ctx_with_lease("sync-crash", 8).await;
-    let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx
-        .world
-        .connect_organization(&ctx.services, "acme", &[&ops])
-        .await
-        .unwrap();
-    let keys = ctx.mailbox_keys(&integration).await;
-    ctx.sync_now(&keys).await;
+    let (ops, _, keys) = ctx.connected_ops_mailbox().await;
 
     let delivered = ctx.world.deliver(&ops, mails("crash", 250)).await.unwrap();
     // The second page of the round hangs; the worker is killed while waiting for it, after the
@@ -537,14 +530,7 @@ async fn a_worker_killed_mid_round_loses_nothing_and_a_second_worker_backs_off()
 #[tokio::test]
 async fn two_workers_on_one_mailbox_sync_it_once() {
     let ctx = ctx("sync-two").await;
-    let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx
-        .world
-        .connect_organization(&ctx.services, "acme", &[&ops])
-        .await
-        .unwrap();
-    let keys = ctx.mailbox_keys(&integration).await;
-    ctx.sync_now(&keys).await;
+    let (ops, _, keys) = ctx.connected_ops_mailbox().await;
     let delivered = ctx.world.deliver(&ops, mails("race", 30)).await.unwrap();
     ctx.world
         .sim_put("/settings", &json!({"graph_latency_ms": 300}))
@@ -817,14 +803,7 @@ async fn app_level_failures_are_reported_without_a_retry_storm() {
 #[tokio::test]
 async fn an_app_removed_from_the_tenant_stops_until_consent_is_given_again() {
     let ctx = ctx("sync-app-removed").await;
-    let ops = ctx.world.add_user("ops", "shared").await.unwrap();
-    let integration = ctx
-        .world
-        .connect_organization(&ctx.services, "acme", &[&ops])
-        .await
-        .unwrap();
-    let keys = ctx.mailbox_keys(&integration).await;
-    ctx.sync_now(&keys).await;
+    let (ops, integration, keys) = ctx.connected_ops_mailbox().await;
     ctx.event(
         json!({"type": "app_removed", "tenant": ctx.world.tenant_id, "app": ctx.world.client_id}),
     )
