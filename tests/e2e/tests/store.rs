@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use e2e::{LocalStack, provision};
 use outlook_core::ids::{IntegrationId, WorkspaceId};
 use outlook_core::model::{
-    AccountType, FolderState, Integration, IntegrationStatus, Mailbox, MailboxKind, MailboxStatus,
+    AccountType, FolderState, Integration, IntegrationStatus, Mailbox, MailboxCounters,
+    MailboxKind, MailboxStatus,
 };
 use outlook_core::store::{
     ActionClaim, EvaluationClaim, HandoffState, OAuthState, StateError, Store, StoreError,
@@ -217,14 +218,24 @@ async fn a_second_worker_backs_off_until_the_lease_expires() {
         Some("https://g/delta?$deltatoken=1")
     );
     assert_eq!(taken.counters.messages_handed_on, 3);
-    // The crashed worker can no longer release or checkpoint.
+    // The crashed worker can no longer release or checkpoint. The release carries the last
+    // checkpoint of a completed round (folder state and its handed-on count).
+    let completed = FolderState {
+        folder: "inbox".into(),
+        delta_link: Some("https://g/delta?$deltatoken=2".into()),
+        ..Default::default()
+    };
     let outcome = SyncOutcome {
         finished_at: later,
         next_sync_at: later.unix_timestamp() + 60,
         success: true,
-        counters: Default::default(),
+        counters: MailboxCounters {
+            messages_handed_on: 2,
+            ..Default::default()
+        },
         last_error: None,
         throttled_until: None,
+        completed_folders: vec![completed],
     };
     assert!(matches!(
         ctx.store.release_lease(&key, "worker-1", &outcome).await,
@@ -237,6 +248,11 @@ async fn a_second_worker_backs_off_until_the_lease_expires() {
     let released = ctx.store.get_mailbox(&key).await.unwrap().unwrap();
     assert!(released.lease_owner.is_none());
     assert_eq!(released.counters.syncs, 1);
+    assert_eq!(
+        released.folders["inbox"].delta_link.as_deref(),
+        Some("https://g/delta?$deltatoken=2")
+    );
+    assert_eq!(released.counters.messages_handed_on, 5);
     assert!(released.last_successful_sync_at.is_some());
     // Not due again until next_sync_at.
     assert!(

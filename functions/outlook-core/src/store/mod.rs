@@ -369,8 +369,9 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a sync: releases the lease, schedules the next sync and adds the counters.
-    /// Sets `gsi1sk` only: a mailbox paused or blocked meanwhile has no `gsi1pk`, so it stays
+    /// Ends a sync: records the folders whose delta round completed (their last checkpoint,
+    /// folded into this write), releases the lease, schedules the next sync and adds the
+    /// counters. Sets `gsi1sk` only: a mailbox paused or blocked meanwhile has no `gsi1pk`, so it stays
     /// out of the due index.
     pub async fn release_lease(
         &self,
@@ -402,7 +403,18 @@ impl Store {
             (":resyncs", n(outcome.counters.resyncs)),
             (":throttled", n(outcome.counters.throttled)),
             (":failures", n(outcome.counters.failures)),
+            (":handed", n(outcome.counters.messages_handed_on)),
         ];
+        let mut names: Vec<(String, String)> = Vec::new();
+        let mut folder_values: Vec<(String, AttributeValue)> = Vec::new();
+        for (i, state) in outcome.completed_folders.iter().enumerate() {
+            names.push((format!("#f{i}"), state.folder.clone()));
+            folder_values.push((format!(":f{i}"), serde_dynamo::to_attribute_value(state)?));
+        }
+        let folder_sets: Vec<String> = (0..outcome.completed_folders.len())
+            .map(|i| format!("folders.#f{i} = :f{i}"))
+            .collect();
+        set.extend(folder_sets.iter().map(String::as_str));
         if outcome.success {
             set.push("last_successful_sync_at = :now");
         }
@@ -415,7 +427,8 @@ impl Store {
         }
         let update = format!(
             "SET {} REMOVE {} ADD version :one, counters.syncs :one, counters.resyncs :resyncs, \
-             counters.throttled :throttled, counters.failures :failures",
+             counters.throttled :throttled, counters.failures :failures, \
+             counters.messages_handed_on :handed",
             set.join(", "),
             remove.join(", ")
         );
@@ -429,6 +442,12 @@ impl Store {
             .condition_expression("lease_owner = :owner");
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
+        }
+        for (name, value) in folder_values {
+            request = request.expression_attribute_values(name, value);
+        }
+        for (placeholder, folder) in names {
+            request = request.expression_attribute_names(placeholder, folder);
         }
         request.send().await.map_err(dynamo_err)?;
         Ok(())
@@ -550,6 +569,9 @@ pub struct SyncOutcome {
     pub counters: MailboxCounters,
     pub last_error: Option<String>,
     pub throttled_until: Option<i64>,
+    /// Folders whose delta round completed in this sync: the final checkpoint of each, saved
+    /// with the release (one write fewer per folder per tick).
+    pub completed_folders: Vec<crate::model::FolderState>,
 }
 
 fn parse_mailbox_key(item: &Item) -> Option<MailboxKey> {

@@ -4,8 +4,9 @@
 //! 1. take the mailbox lease (a second worker backs off);
 //! 2. per watched folder, page through the delta query from the stored link;
 //! 3. per page: record each new message id (`begin_handoff`), send the new ones to the rules
-//!    queue, mark them handed on, and only then checkpoint the page's next/delta link;
-//! 4. release the lease and schedule the next sync.
+//!    queue, mark them handed on, and only then checkpoint the page's next/delta link (the
+//!    round's last page, with the new delta link, is checkpointed by step 4's write);
+//! 4. release the lease, save the completed folders' delta links and schedule the next sync.
 //!
 //! A crash before step 3's checkpoint replays the page: ids already handed on are skipped; ids
 //! recorded but not yet marked (at most the one SQS batch of ten in flight) are sent again.
@@ -129,9 +130,12 @@ impl SyncWorker<'_> {
             });
         };
         let mut counters = MailboxCounters::default();
-        let result = self.sync_leased(&mailbox, owner, &mut counters, now).await;
+        let mut completed = Vec::new();
+        let result = self
+            .sync_leased(&mailbox, owner, &mut counters, &mut completed, now)
+            .await;
         let finished_at = OffsetDateTime::now_utc();
-        let (outcome, result) = match result {
+        let (mut outcome, result) = match result {
             Ok(report) => {
                 let next = match report.status_reason {
                     Some(Reason::AppCredentialsExpired | Reason::AppCredentialsInvalid) => {
@@ -182,6 +186,7 @@ impl SyncWorker<'_> {
                 )
             }
         };
+        outcome.completed_folders = completed;
         match self.store.release_lease(key, owner, &outcome).await {
             // The lease ran out and another worker took over: its own release wins.
             Ok(()) | Err(StoreError::Conflict) => {}
@@ -195,6 +200,7 @@ impl SyncWorker<'_> {
         mailbox: &Mailbox,
         owner: &str,
         counters: &mut MailboxCounters,
+        completed: &mut Vec<FolderState>,
         now: OffsetDateTime,
     ) -> Result<SyncReport, SyncError> {
         let mut report = SyncReport::default();
@@ -243,7 +249,12 @@ impl SyncWorker<'_> {
                     )
                     .await
                 {
-                    Ok(()) => break,
+                    Ok(Some((state, handed))) => {
+                        counters.messages_handed_on += handed;
+                        completed.push(state);
+                        break;
+                    }
+                    Ok(None) => break,
                     // Graph refused a token that was valid when cached: revoked (password change,
                     // app removed) or expired early. Get a new one once; a refused refresh tells why.
                     Err(FolderError::Unauthorized) if !renewed_token => {
@@ -302,6 +313,10 @@ impl SyncWorker<'_> {
         }
     }
 
+    /// Pages through one folder's delta query. Returns the folder's state when the round
+    /// completed, with the messages its last page handed on: that checkpoint is written with
+    /// the lease release (an idle tick then costs one write fewer). `None` when the page budget
+    /// ran out mid-round (every page so far is checkpointed).
     #[allow(clippy::too_many_arguments)]
     async fn sync_folder(
         &self,
@@ -313,7 +328,7 @@ impl SyncWorker<'_> {
         mut state: FolderState,
         now: OffsetDateTime,
         report: &mut SyncReport,
-    ) -> Result<(), FolderError> {
+    ) -> Result<Option<(FolderState, u64)>, FolderError> {
         let key = mailbox.key();
         let mut resynced = false;
         for _ in 0..MAX_PAGES_PER_FOLDER {
@@ -393,14 +408,14 @@ impl SyncWorker<'_> {
                     )));
                 }
             }
+            if state.page_link.is_none() {
+                return Ok(Some((state, handed)));
+            }
             self.store
                 .checkpoint_folder(&key, owner, &state, handed)
                 .await?;
-            if state.page_link.is_none() {
-                return Ok(());
-            }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Sends new messages to the rules queue and marks them handed on. Returns how many.
@@ -608,5 +623,6 @@ fn outcome(
         counters,
         last_error,
         throttled_until,
+        completed_folders: Vec::new(),
     }
 }
