@@ -10,10 +10,12 @@
 //! - [`FunctionHarness`]: a real function binary running as a Lambda function behind
 //!   cargo-lambda's Runtime API emulator; invoke it, call it over HTTP, kill and restart it.
 //! - [`HttpApiGateway`]: the template's HTTP API routes in front of function harnesses.
+//! - [`AwsCallCounter`]: a proxy in front of the emulator that counts a function's AWS calls.
 //! - [`SqsEventSource`]: Lambda's SQS event source mapping (batches, `ReportBatchItemFailures`,
 //!   redelivery), polled explicitly.
 
 pub mod api_client;
+pub mod awscalls;
 pub mod eventsource;
 pub mod gateway;
 pub mod lambda;
@@ -25,6 +27,7 @@ pub mod stack;
 pub mod template;
 pub mod world;
 
+pub use awscalls::AwsCallCounter;
 pub use eventsource::{Batch, SqsEventSource};
 pub use gateway::HttpApiGateway;
 pub use lambda::{FunctionHarness, HarnessOptions, InvokeError};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{KeyType, ProjectionType, TimeToLiveStatus};
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ProjectionType, TimeToLiveStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
 use e2e::{
     FunctionHarness, HttpApiGateway, InvokeError, LocalStack, SqsEventSource, provision,
@@ -399,4 +399,77 @@ async fn the_sqs_event_source_deletes_successes_and_redrives_reported_failures()
         .unwrap();
     let bodies: Vec<&str> = dead.messages().iter().filter_map(|m| m.body()).collect();
     assert_eq!(bodies, vec!["fail"]);
+}
+
+#[tokio::test]
+async fn the_aws_call_counter_forwards_sdk_calls_and_counts_them_by_operation() {
+    let stack = LocalStack::from_env()
+        .await
+        .expect("local stack is up (make stack-up)");
+    let resources = provision(stack.sdk_config(), &unique_prefix("smoke-count"))
+        .await
+        .unwrap();
+    let counter = e2e::AwsCallCounter::start(stack.endpoint_url())
+        .await
+        .unwrap();
+    let through = stack
+        .sdk_config()
+        .to_builder()
+        .endpoint_url(counter.url())
+        .build();
+    let dynamo = aws_sdk_dynamodb::Client::new(&through);
+    let sqs = aws_sdk_sqs::Client::new(&through);
+
+    let before = counter.snapshot();
+    for i in 0..3 {
+        dynamo
+            .put_item()
+            .table_name(&resources.table_name)
+            .item("pk", AttributeValue::S(format!("COUNT#{i}")))
+            .item("sk", AttributeValue::S("x".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let got = dynamo
+        .get_item()
+        .table_name(&resources.table_name)
+        .key("pk", AttributeValue::S("COUNT#1".into()))
+        .key("sk", AttributeValue::S("x".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.item.is_some(), "the proxied write reached the emulator");
+    sqs.send_message()
+        .queue_url(&resources.sync_queue_url)
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    // A refused call is forwarded with its status and counted too.
+    let missing = dynamo
+        .get_item()
+        .table_name("no-such-table")
+        .key("pk", AttributeValue::S("x".into()))
+        .key("sk", AttributeValue::S("x".into()))
+        .send()
+        .await;
+    assert!(missing.is_err());
+
+    let counts = counter.since(&before);
+    let calls: Vec<(&str, u64)> = counts
+        .iter()
+        .map(|(op, c)| (op.as_str(), c.calls))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("dynamodb:GetItem", 2),
+            ("dynamodb:PutItem", 3),
+            ("sqs:SendMessage", 1)
+        ]
+    );
+    assert_eq!(e2e::awscalls::dynamodb_writes_reads(&counts), (3, 2));
+    assert!(counts["dynamodb:PutItem"].request_bytes > 0);
+    assert!(counts["dynamodb:GetItem"].response_bytes > 0);
 }
