@@ -97,9 +97,15 @@ soak: setup build ## long reliability run (faults + crashes, release build; SOAK
 	$(WITH_STACK) env SOAK_ROUNDS=$(SOAK_ROUNDS) SOAK_MESSAGES=$(SOAK_MESSAGES) \
 		cargo test -p e2e --release --test reliability -- --nocapture
 
+FUNCTION_CRATES := oauth-callback sync-dispatcher mailbox-sync rule-eval management-api
+
+# The functions run as release binaries (what Lambda runs: sizes, cold starts and memory); the
+# simulator and the bench itself stay debug builds.
 bench: setup build ## measure Graph efficiency, idle cost, rules, functions, fan-out; writes BENCHMARKS.md
+	cargo build --release $(addprefix -p ,$(FUNCTION_CRATES))
 	cargo bench -p outlook-core --bench rules -- --quick 2>&1 | tee .local/bench-rules.txt
-	$(WITH_STACK) cargo run --quiet -p e2e --bin bench -- --rules .local/bench-rules.txt --out BENCHMARKS.md
+	$(WITH_STACK) env E2E_BIN_DIR=$(CURDIR)/target/release \
+		cargo run --quiet -p e2e --bin bench -- --rules .local/bench-rules.txt --out BENCHMARKS.md
 
 # --------------------------------------------------------------------------- checks
 

@@ -48,9 +48,10 @@ pub fn process_log_dir() -> PathBuf {
 
 /// The path of a workspace binary built by cargo, e.g. `bin_path("mailbox-sync")`.
 ///
-/// Looks next to the running executable first, so a test built with `--release` runs the release
-/// binaries (a test executable lives in `target/<profile>/deps/`, a binary in
-/// `target/<profile>/`); then `E2E_BIN_DIR`, then `<target>/debug`.
+/// Looks in `E2E_BIN_DIR` first (`make bench` points it at the release functions), then next to
+/// the running executable, so a test built with `--release` runs the release binaries (a test
+/// executable lives in `target/<profile>/deps/`, a binary in `target/<profile>/`), then in
+/// `<target>/debug`.
 pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
     let mut candidates = Vec::new();
     if let Some(dir) = std::env::var_os("E2E_BIN_DIR") {
