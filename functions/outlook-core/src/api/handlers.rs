@@ -67,26 +67,110 @@ fn ok(value: &impl Serialize) -> Answer {
 
 // ----- request parsing -----------------------------------------------------------------------
 
-/// Parses a JSON body: syntax errors are `invalid_json`, wrong fields or types `invalid_request`,
-/// both with serde's message (it names the field, line and column, never echoes values).
+/// Parses a JSON object body: syntax errors are `invalid_json`, anything but an object or wrong
+/// fields or types `invalid_request`. Messages name the field, line and column and what was
+/// expected, never the value sent.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::Invalid {
-            code: "invalid_json",
-            message: "the request body is empty; send a JSON object".into(),
-            details: Vec::new(),
-        });
+    let invalid_json = |message: String| ApiError::Invalid {
+        code: "invalid_json",
+        message,
+        details: Vec::new(),
+    };
+    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
+        return Err(invalid_json(
+            "the request body is empty; send a JSON object".into(),
+        ));
+    };
+    if *first != b'{' {
+        // serde would read an array as the object's fields in order; only objects are requests.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => ApiError::invalid("the request body must be a JSON object"),
+                Err(e) => invalid_json(format!(
+                    "the request body is not valid JSON: {}",
+                    describe_json_error(&e)
+                )),
+            },
+        );
     }
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            ApiError::invalid(format!("the request body does not fit this endpoint: {e}"))
-        }
-        _ => ApiError::Invalid {
-            code: "invalid_json",
-            message: format!("the request body is not valid JSON: {e}"),
-            details: Vec::new(),
-        },
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| (field_path(e.path()), e.into_inner()))
+        .and_then(|value| {
+            // Trailing characters after the object.
+            deserializer
+                .end()
+                .map(|()| value)
+                .map_err(|e| (String::new(), e))
+        });
+    parsed.map_err(|(path, e)| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid(format!(
+            "the request body does not fit this endpoint: {path}{}",
+            describe_json_error(&e)
+        )),
+        _ => invalid_json(format!(
+            "the request body is not valid JSON: {}",
+            describe_json_error(&e)
+        )),
     })
+}
+
+/// `rules[2].actions: ` for the error's place in the body (keys cut to 40 characters: an
+/// unknown key is the caller's text).
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.extend(key.chars().take(40));
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("{out}: ")
+    }
+}
+
+/// serde_json's message without the value it quotes ("invalid type: string \"…\"",
+/// "unknown variant `…`"): the kind of problem, what was expected (our own type's words) and
+/// where.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let text = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(t, _)| t);
+    let expected = text
+        .split_once(", expected ")
+        .map(|(_, expected)| format!(", expected {expected}"))
+        .unwrap_or_default();
+    let kind = if text.starts_with("missing field") || text.starts_with("invalid length") {
+        // Only our own field names and counts.
+        text.to_owned()
+    } else if let Some(rest) = text.strip_prefix("invalid type: ") {
+        // "string \"…\"" or "integer `5`": keep the JSON type, drop the value.
+        let sent = rest.split([' ', ',']).next().unwrap_or_default();
+        format!("wrong type: {sent}{expected}")
+    } else if text.starts_with("unknown field") {
+        format!("unknown field{expected}")
+    } else if text.starts_with("unknown variant") {
+        format!("unknown value{expected}")
+    } else if text.starts_with("invalid value") {
+        format!("invalid value{expected}")
+    } else if e.classify() == serde_json::error::Category::Data {
+        // Our own types' checks (ids, addresses) may quote what they were given.
+        "invalid value".to_owned()
+    } else {
+        text.to_owned()
+    };
+    format!("{kind} (line {}, column {})", e.line(), e.column())
 }
 
 /// Like [`parse_body`], but an empty body means the type's default.
@@ -758,7 +842,9 @@ pub async fn replace_rule_set(ctx: &Ctx<'_>) -> Answer {
         .get_ruleset(ws, &integration.integration_id, &scope)
         .await?
         .map_or(0, |s| s.version);
-    let next = request.expected_version + 1;
+    let next = request.expected_version.checked_add(1).ok_or_else(|| {
+        ApiError::invalid("expectedVersion: not a version this rule set can have")
+    })?;
     let valid = validate_rules(next, &request.rules).map_err(ApiError::InvalidRules)?;
     if request.expected_version != current {
         return Err(ApiError::VersionConflict { current });
@@ -1001,10 +1087,64 @@ mod tests {
         assert!(err.to_string().contains("line 1"), "{err}");
         let err = parse_body::<SetFoldersRequest>(b"{\"folder\": []}").unwrap_err();
         assert_eq!((err.status(), err.code()), (400, "invalid_request"));
-        assert!(err.to_string().contains("unknown field `folder`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("folder: unknown field, expected `folders`"),
+            "{err}"
+        );
         let err = parse_body::<SetFoldersRequest>(b"  ").unwrap_err();
         assert_eq!(err.code(), "invalid_json");
         assert!(parse_optional_body::<DryRunRequest>(b"").is_ok());
+    }
+
+    #[test]
+    fn only_objects_are_requests() {
+        // serde would read `[["inbox"]]` as `{"folders": ["inbox"]}`.
+        for body in [&b"[[\"inbox\"]]"[..], b"[]", b"\"x\"", b"1", b"null"] {
+            let err = parse_body::<SetFoldersRequest>(body).unwrap_err();
+            assert_eq!(
+                (err.status(), err.code()),
+                (400, "invalid_request"),
+                "{err}"
+            );
+            assert!(err.to_string().contains("must be a JSON object"), "{err}");
+        }
+        let err = parse_body::<SetFoldersRequest>(b"[1,").unwrap_err();
+        assert_eq!(err.code(), "invalid_json");
+        let err = parse_body::<SetFoldersRequest>(b"{\"folders\": []} x").unwrap_err();
+        assert_eq!(err.code(), "invalid_json");
+        assert!(parse_body::<SetFoldersRequest>(b" {\"folders\": [\"inbox\"]} ").is_ok());
+    }
+
+    #[test]
+    fn messages_name_the_field_and_never_echo_the_value() {
+        let marker = "ECHO".repeat(100);
+        for body in [
+            format!("{{\"folders\": \"{marker}\"}}"),
+            format!("{{\"folders\": [1], \"x\": \"{marker}\"}}"),
+            format!("{{\"{marker}\": 1}}"),
+        ] {
+            let err = parse_body::<SetFoldersRequest>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), "invalid_request", "{err}");
+            assert!(!err.to_string().contains(&marker), "{err}");
+            assert!(err.to_string().contains("line 1"), "{err}");
+        }
+        let err = parse_body::<SetFoldersRequest>(b"{\"folders\": \"inbox\"}").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("folders: wrong type: string, expected"),
+            "{err}"
+        );
+        let err = parse_body::<StartConnectionRequest>(
+            format!("{{\"accountType\": \"{marker}\"}}").as_bytes(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("accountType: unknown value, expected"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains(&marker), "{err}");
     }
 
     #[test]

@@ -89,7 +89,9 @@ pub fn parse_callback(query: &str) -> Result<CallbackParams, ParamProblem> {
     }
     if take("admin_consent").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         let tenant = take("tenant").ok_or(ParamProblem::Missing("tenant"))?;
-        if uuid::Uuid::parse_str(&tenant).is_err() {
+        // Microsoft sends the hyphenated form; braces, `urn:uuid:` or 32 bare digits would be
+        // stored as given and never match the tenant id we compare with.
+        if tenant.len() != 36 || uuid::Uuid::try_parse(&tenant).is_err() {
             return Err(ParamProblem::InvalidTenant);
         }
         return Ok(CallbackParams::AdminConsent {
@@ -210,6 +212,21 @@ mod tests {
         assert!(
             matches!(parse_callback(ok).unwrap(), CallbackParams::AdminConsent { ref tenant, .. } if tenant == "7f2b1c1e-0000-4000-8000-000000000001")
         );
+        assert_eq!(
+            parse_callback("admin_consent=True&tenant=evil.com&state=s").unwrap_err(),
+            ParamProblem::InvalidTenant
+        );
+        for other_form in [
+            "%7B7f2b1c1e-0000-4000-8000-000000000001%7D",
+            "urn:uuid:7f2b1c1e-0000-4000-8000-000000000001",
+            "7f2b1c1e000040008000000000000001",
+        ] {
+            assert_eq!(
+                parse_callback(&format!("admin_consent=True&tenant={other_form}&state=s"))
+                    .unwrap_err(),
+                ParamProblem::InvalidTenant
+            );
+        }
         assert_eq!(
             parse_callback("admin_consent=True&tenant=evil.com&state=s").unwrap_err(),
             ParamProblem::InvalidTenant

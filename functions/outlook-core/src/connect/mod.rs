@@ -70,7 +70,7 @@ pub fn parse_mailbox_address(value: &str) -> Result<String, String> {
     if trimmed.len() > 254 {
         return Err(format!(
             "'{}…' is too long for an email address",
-            &trimmed[..40]
+            trimmed.chars().take(40).collect::<String>()
         ));
     }
     email_address::EmailAddress::from_str(trimmed)
