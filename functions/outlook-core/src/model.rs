@@ -171,6 +171,10 @@ pub struct Mailbox {
     pub throttled_until: Option<i64>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Set while rules jobs of this mailbox wait in the parked records (`store::parked`); goes
+    /// up with each park.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_seq: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(default)]
@@ -211,6 +215,7 @@ impl Mailbox {
             last_successful_sync_at: None,
             throttled_until: None,
             last_error: None,
+            parked_seq: None,
             created_at: now,
             version: 0,
         }

@@ -15,7 +15,7 @@ use e2e::{FunctionHarness, LocalStack, Resources, SimProcess, provision, unique_
 use outlook_core::graph::{GraphClient, MailboxRef};
 use outlook_core::ids::{IntegrationId, WorkspaceId};
 use outlook_core::model::{AccountType, Integration, IntegrationStatus, Mailbox, MailboxKind};
-use outlook_core::store::{AuditRecord, Store, StoredRuleSet};
+use outlook_core::store::{AuditRecord, EvaluationClaim, Store, StoredRuleSet};
 use outlook_core::sync::worker::{RulesJob, SELECT};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -984,7 +984,9 @@ async fn a_copy_is_not_repeated_after_a_crash_before_it_was_recorded() {
 }
 
 #[tokio::test]
-async fn jobs_of_a_disconnected_integration_are_acknowledged_with_a_note() {
+async fn jobs_of_a_broken_integration_are_parked_and_a_deleted_one_is_acknowledged_with_a_note() {
+    // Needs reconnect: the job is kept (parked) for the first sync after the reconnect, its
+    // claim released; nothing is acted on and nothing is audited yet.
     let world = World::new("rules-disconnected").await;
     world.put_rules("*", invoice_rules()).await;
     let id = world.deliver("Invoice 2024-121").await;
@@ -999,7 +1001,7 @@ async fn jobs_of_a_disconnected_integration_are_acknowledged_with_a_note() {
         .unwrap()
         .unwrap();
     integration.status = IntegrationStatus::NeedsReconnect;
-    world.store.save_integration(&integration).await.unwrap();
+    let integration = world.store.save_integration(&integration).await.unwrap();
 
     let function = world.function().await;
     let before = world.last_request_seq().await;
@@ -1007,13 +1009,51 @@ async fn jobs_of_a_disconnected_integration_are_acknowledged_with_a_note() {
     assert!(failures(&response).is_empty(), "{response}");
     assert!(world.graph_requests_since(before).await.is_empty());
     assert_eq!(world.sim_message(&id).await["folder_path"], "Inbox");
+    assert!(world.audit().await.is_empty());
+    let parked = world
+        .store
+        .parked_jobs(&job.mailbox.mailbox_id)
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].message_id, id);
+    let requeued: RulesJob = serde_json::from_str(&parked[0].body).unwrap();
+    assert_eq!(requeued.message.id, id);
+    // The claim was given up: the parked job, queued again, can be evaluated at once.
+    let claim = world
+        .store
+        .claim_evaluation(
+            &job.mailbox.mailbox_id,
+            &id,
+            "another-worker",
+            OffsetDateTime::now_utc(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, EvaluationClaim::Claimed);
+    world
+        .store
+        .release_evaluation(&job.mailbox.mailbox_id, &id, "another-worker")
+        .await
+        .unwrap();
+
+    // Deleted: nothing will ever resume it; acknowledged with an audit note.
+    world
+        .store
+        .delete_integration(&integration.workspace_id, &integration.integration_id)
+        .await
+        .unwrap();
+    let response = function.invoke(&event(&[("sqs-2", &job)])).await.unwrap();
+    assert!(failures(&response).is_empty(), "{response}");
+    assert_eq!(world.sim_message(&id).await["folder_path"], "Inbox");
     let audit = world.audit_of(&id).await;
     assert_eq!(statuses(&audit), pairs(&[("evaluation", "skipped")]));
     assert!(
         audit.actions[0]
             .error
             .as_deref()
-            .is_some_and(|e| e.contains("needs_reconnect")),
+            .is_some_and(|e| e.contains("no longer exists")),
         "{audit:?}"
     );
 }

@@ -53,12 +53,14 @@
 //!   one case: the user deleted the unsent draft; it is still counted as sent (never twice wins
 //!   over at least once).
 //!
-//! # Skips
+//! # Parks and skips
 //!
-//! Integration missing or not connected, mailbox missing, paused or blocked, or an identity
-//! failure that will not heal by itself (the sync worker marks the integration): the message is
-//! acknowledged with an audit note (action key [`EVALUATION_NOTE_KEY`], status `skipped`). A
-//! retryable identity failure or a store error leaves the message on the queue.
+//! Integration not connected, mailbox paused or blocked, or an identity failure that will not
+//! heal by itself (the sync worker marks the integration): the job is parked (`store::parked`)
+//! and its claim released; the first sync that works after the repair queues it again, so a
+//! reconnect loses nothing. Integration or mailbox deleted: the message is acknowledged with an
+//! audit note (action key [`EVALUATION_NOTE_KEY`], status `skipped`). A retryable identity
+//! failure or a store error leaves the message on the queue.
 
 mod cache;
 mod plan;
@@ -182,6 +184,8 @@ pub enum Disposition {
     DuplicateInBatch,
     /// Acknowledged without evaluation (see the module docs); the audit record says why.
     Skipped,
+    /// Kept for after the integration or mailbox is repaired (see the module docs).
+    Parked,
 }
 
 /// The rule executor of one sandbox: built once per cold start, it keeps the caches.
@@ -217,7 +221,10 @@ struct MailboxCtx {
 enum Prepared {
     Ready(Box<MailboxCtx>),
     NoRules,
+    /// The integration or mailbox is gone for good.
     Skip(String),
+    /// Not usable until someone acts (reconnect, new app secret, mailbox unblocked).
+    Park(String),
     Retry(String),
 }
 
@@ -429,6 +436,12 @@ impl<'a> RuleExecutor<'a> {
                         );
                     }
                 }
+                Prepared::Park(reason) => {
+                    tracing::info!(%reason, "parking the mailbox's messages until it works again");
+                    for &slot in &claimed {
+                        out[slot] = Some(self.park(jobs[slot], &reason).await);
+                    }
+                }
                 Prepared::NoRules => {
                     for &slot in &claimed {
                         out[slot] = Some(
@@ -531,7 +544,7 @@ impl<'a> RuleExecutor<'a> {
             Err(err) => return Prepared::Retry(format!("reading the integration: {err}")),
         };
         if integration.status != IntegrationStatus::Connected {
-            return Prepared::Skip(format!(
+            return Prepared::Park(format!(
                 "the integration is not connected (status {})",
                 wire_name(&integration.status)
             ));
@@ -539,7 +552,7 @@ impl<'a> RuleExecutor<'a> {
         match self.store.get_mailbox(key).await {
             Ok(Some(mailbox)) if mailbox.status == MailboxStatus::Active => {}
             Ok(Some(mailbox)) => {
-                return Prepared::Skip(format!("the mailbox is {}", wire_name(&mailbox.status)));
+                return Prepared::Park(format!("the mailbox is {}", wire_name(&mailbox.status)));
             }
             Ok(None) => return Prepared::Skip("the mailbox is no longer connected".into()),
             Err(err) => return Prepared::Retry(format!("reading the mailbox: {err}")),
@@ -556,13 +569,13 @@ impl<'a> RuleExecutor<'a> {
             }
             Err(TokenError::Identity(failure)) => {
                 // The integration is broken until someone acts; the sync worker records that.
-                return Prepared::Skip(format!(
+                return Prepared::Park(format!(
                     "Microsoft refused the integration's sign-in ({})",
                     crate::tokens::reason_for(&failure).code()
                 ));
             }
             Err(TokenError::NoRefreshToken) => {
-                return Prepared::Skip("the integration has no stored sign-in".into());
+                return Prepared::Park("the integration has no stored sign-in".into());
             }
             Err(err @ TokenError::Vault(_)) => {
                 return Prepared::Retry(format!("getting a token: {err}"));
@@ -1451,6 +1464,32 @@ impl<'a> RuleExecutor<'a> {
             }),
             Err(err) => JobOutcome::Retry(format!("completing the evaluation: {err}")),
         }
+    }
+}
+
+impl RuleExecutor<'_> {
+    /// Parks a claimed job and gives up its claim; the queue message is then acknowledged.
+    async fn park(&self, job: &RulesJob, reason: &str) -> JobOutcome {
+        let body = match serde_json::to_string(job) {
+            Ok(body) => body,
+            Err(err) => return JobOutcome::Retry(format!("serializing the job: {err}")),
+        };
+        let now = OffsetDateTime::now_utc();
+        if let Err(err) = self
+            .store
+            .park_job(&job.mailbox, &job.message.id, &body, reason, now)
+            .await
+        {
+            return JobOutcome::Retry(format!("parking the job: {err}"));
+        }
+        if let Err(err) = self
+            .store
+            .release_evaluation(&job.mailbox.mailbox_id, &job.message.id, &self.owner)
+            .await
+        {
+            return JobOutcome::Retry(format!("releasing the claim: {err}"));
+        }
+        JobOutcome::Done(summary(job, Disposition::Parked))
     }
 }
 

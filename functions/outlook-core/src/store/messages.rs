@@ -218,6 +218,33 @@ impl Store {
         Ok(())
     }
 
+    /// Gives up an evaluation claim without completing it (the job was parked): the next
+    /// delivery of the message may claim it at once.
+    pub async fn release_evaluation(
+        &self,
+        mbx: &MailboxId,
+        message_id: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(mbx, message_id)))
+            .key("sk", s("MSG"))
+            .update_expression("REMOVE eval_owner, eval_lease_until_ms")
+            .condition_expression("eval_owner = :owner AND attribute_not_exists(evaluated_at)")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await
+            .map_err(dynamo_err);
+        match result {
+            // Lost the claim meanwhile (lease ran out): the other holder decides.
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
     pub async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         let mut item = to_item(record)?;
         item.insert(

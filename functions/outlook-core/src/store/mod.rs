@@ -17,11 +17,13 @@
 
 mod actions;
 mod messages;
+mod parked;
 mod rulesets;
 mod states;
 
 pub use actions::{ActionClaim, ActionRecord, ActionState};
 pub use messages::{AuditAction, AuditRecord, AuditRule, EvaluationClaim, HandoffState};
+pub use parked::ParkedJob;
 pub use rulesets::{ALL_MAILBOXES, StoredRuleSet};
 pub use states::{ConsumeError, OAuthState, StateError, new_state_value, state_key};
 

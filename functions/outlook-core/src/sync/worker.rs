@@ -229,6 +229,9 @@ impl SyncWorker<'_> {
             // The credentials work again (e.g. the operator rotated the app secret).
             self.mark_integration_connected(&integration).await?;
         }
+        if let Some(seen) = mailbox.parked_seq {
+            self.resume_parked(mailbox, owner, seen).await?;
+        }
         let mailbox_ref = match mailbox.kind {
             MailboxKind::Own => MailboxRef::Me,
             _ => MailboxRef::User(mailbox.address.clone()),
@@ -444,38 +447,73 @@ impl SyncWorker<'_> {
             .collect();
         // Marked after every batch of ten, so a crash re-sends at most the batch in flight (SQS
         // has no transactional send; rule evaluation's claim discards that second copy).
-        for (chunk_index, (chunk, batch)) in jobs.chunks(10).zip(messages.chunks(10)).enumerate() {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                        .id(format!("{chunk_index}-{i}"))
-                        .message_body(body)
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect::<Vec<_>>();
-            let out = self
-                .sqs
-                .send_message_batch()
-                .queue_url(self.rules_queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| SyncError::Transient(format!("rules queue: {e}")))?;
-            if !out.failed.is_empty() {
-                return Err(SyncError::Transient(format!(
-                    "rules queue refused {} messages",
-                    out.failed.len()
-                )));
-            }
+        for (chunk, batch) in jobs.chunks(10).zip(messages.chunks(10)) {
+            self.send_to_rules_queue(chunk).await?;
             let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
             self.store
                 .mark_handed_on(&mailbox.mailbox_id, &ids, OffsetDateTime::now_utc())
                 .await?;
         }
         Ok(messages.len() as u64)
+    }
+
+    /// One `SendMessageBatch` of up to ten rules jobs; any refused entry fails the whole call
+    /// (the caller has not marked anything yet, so a retry re-sends, and claims dedupe).
+    async fn send_to_rules_queue(&self, bodies: &[String]) -> Result<(), SyncError> {
+        let entries = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect::<Vec<_>>();
+        let out = self
+            .sqs
+            .send_message_batch()
+            .queue_url(self.rules_queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| SyncError::Transient(format!("rules queue: {e}")))?;
+        if !out.failed.is_empty() {
+            return Err(SyncError::Transient(format!(
+                "rules queue refused {} messages",
+                out.failed.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Queues again the rules jobs parked while this mailbox could not be used (the integration
+    /// works again, or the mailbox is active again), then clears the mailbox's flag unless a
+    /// job was parked meanwhile. Sent before deleted: a crash re-sends, claims dedupe.
+    async fn resume_parked(
+        &self,
+        mailbox: &Mailbox,
+        owner: &str,
+        seen: u64,
+    ) -> Result<(), SyncError> {
+        let parked = self.store.parked_jobs(&mailbox.mailbox_id).await?;
+        for chunk in parked.chunks(10) {
+            let bodies: Vec<String> = chunk.iter().map(|p| p.body.clone()).collect();
+            self.send_to_rules_queue(&bodies).await?;
+            let ids: Vec<String> = chunk.iter().map(|p| p.message_id.clone()).collect();
+            self.store.delete_parked(&mailbox.mailbox_id, &ids).await?;
+        }
+        let cleared = self
+            .store
+            .clear_parked_flag(&mailbox.key(), owner, seen)
+            .await?;
+        tracing::info!(
+            jobs = parked.len(),
+            cleared,
+            "parked rules jobs queued again"
+        );
+        Ok(())
     }
 
     /// Records why an integration stopped working. A personal integration that needs a new
