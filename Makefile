@@ -92,10 +92,18 @@ demo: setup build ## run the product end to end on the local stack and print a r
 
 SOAK_ROUNDS ?= 40
 SOAK_MESSAGES ?= 25
-soak: setup build ## long reliability run (faults + crashes, release build; SOAK_ROUNDS, SOAK_MESSAGES)
+CHAOS_ROUNDS ?= 30
+CHAOS_MESSAGES ?= 10
+CHAOS_OUTAGE_ROUNDS ?= 3
+FUZZ_CASES ?= 20000
+# The reliability suite at scale (release build): faults + crashes, identity chaos, bad input.
+# `make test` runs the same tests short. A fixed SOAK_SEED replays a run.
+soak: setup build ## long reliability run: faults + crashes, identity chaos, fuzzing (release build)
 	cargo build --release --workspace --bins
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test -p outlook-core --release --test fuzz_inputs -- --nocapture
 	$(WITH_STACK) env SOAK_ROUNDS=$(SOAK_ROUNDS) SOAK_MESSAGES=$(SOAK_MESSAGES) \
-		cargo test -p e2e --release --test reliability -- --nocapture
+		CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_MESSAGES=$(CHAOS_MESSAGES) CHAOS_OUTAGE_ROUNDS=$(CHAOS_OUTAGE_ROUNDS) \
+		cargo test -p e2e --release --test reliability --test identity_chaos --test api_bad_input -- --nocapture
 
 FUNCTION_CRATES := oauth-callback sync-dispatcher mailbox-sync rule-eval management-api
 
