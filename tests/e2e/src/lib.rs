@@ -16,6 +16,7 @@
 
 pub mod api_client;
 pub mod awscalls;
+pub mod chaos;
 pub mod eventsource;
 pub mod gateway;
 pub mod lambda;

@@ -170,6 +170,47 @@ impl World {
         )
     }
 
+    /// Stores `document` as version 1 of the integration-wide rule set (what the API's replace
+    /// does, without the API).
+    pub async fn put_rules(
+        &self,
+        integration: &Integration,
+        document: &Value,
+    ) -> anyhow::Result<()> {
+        self.store()
+            .put_ruleset(&outlook_core::store::StoredRuleSet {
+                workspace_id: integration.workspace_id.clone(),
+                integration_id: integration.integration_id.clone(),
+                scope: outlook_core::store::ALL_MAILBOXES.into(),
+                version: 1,
+                document: document.to_string(),
+                updated_at: OffsetDateTime::now_utc(),
+                updated_by: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// "Sync now" for `keys`: one forced sync job each on the sync queue (as the API's
+    /// sync-now does); a function's event source then delivers them.
+    pub async fn enqueue_sync(
+        &self,
+        keys: impl IntoIterator<Item = outlook_core::model::MailboxKey>,
+    ) -> anyhow::Result<()> {
+        let jobs: Vec<outlook_core::sync::dispatch::SyncJob> = keys
+            .into_iter()
+            .map(|k| outlook_core::sync::dispatch::SyncJob::single(k, true))
+            .collect();
+        let sqs = aws_sdk_sqs::Client::new(self.stack.sdk_config());
+        let report =
+            outlook_core::sync::dispatch::enqueue(&sqs, &self.resources.sync_queue_url, &jobs)
+                .await;
+        if report.failed > 0 {
+            bail!("{} sync jobs were not queued", report.failed);
+        }
+        Ok(())
+    }
+
     /// A client that does not follow redirects (each hop of a sign-in is checked by the test).
     pub fn http(&self) -> &reqwest::Client {
         &self.http

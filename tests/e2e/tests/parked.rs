@@ -9,10 +9,7 @@ use e2e::{FunctionHarness, SqsEventSource, World};
 use outlook_core::health::Reason;
 use outlook_core::model::{Integration, IntegrationStatus, MailboxKey};
 use outlook_core::services::Services;
-use outlook_core::store::StoredRuleSet;
-use outlook_core::sync::dispatch::SyncJob;
 use serde_json::json;
-use time::OffsetDateTime;
 
 struct Ctx {
     world: World,
@@ -21,7 +18,6 @@ struct Ctx {
     rules: FunctionHarness,
     sync_source: SqsEventSource,
     rules_source: SqsEventSource,
-    sqs: aws_sdk_sqs::Client,
 }
 
 impl Ctx {
@@ -36,7 +32,6 @@ impl Ctx {
                 .unwrap(),
             rules_source: SqsEventSource::for_function(&sdk, &world.resources, "rule-eval")
                 .unwrap(),
-            sqs: aws_sdk_sqs::Client::new(&sdk),
             world,
             services,
             sync,
@@ -45,13 +40,7 @@ impl Ctx {
     }
 
     async fn sync_now(&self, key: &MailboxKey) {
-        let jobs = [SyncJob::single(key.clone(), true)];
-        outlook_core::sync::dispatch::enqueue(
-            &self.sqs,
-            &self.world.resources.sync_queue_url,
-            &jobs,
-        )
-        .await;
+        self.world.enqueue_sync([key.clone()]).await.unwrap();
         self.sync_source.drain(&self.sync, 20).await.unwrap();
     }
 
@@ -60,27 +49,15 @@ impl Ctx {
     }
 
     async fn install_rules(&self, integration: &Integration) {
-        self.services
-            .store
-            .put_ruleset(&StoredRuleSet {
-                workspace_id: integration.workspace_id.clone(),
-                integration_id: integration.integration_id.clone(),
-                scope: "*".into(),
-                version: 1,
-                document: json!({"version": 1, "rules": [{
-                    "id": "invoices", "name": "Invoices", "order": 10,
-                    "conditions": [{"subjectContains": ["invoice"]}],
-                    "actions": [
-                        {"assignCategories": {"categories": ["Invoices"], "color": "preset4"}},
-                        {"moveToFolder": {"path": "Finance/Invoices"}}
-                    ]
-                }]})
-                .to_string(),
-                updated_at: OffsetDateTime::now_utc(),
-                updated_by: None,
-            })
-            .await
-            .unwrap();
+        let rules = json!({"version": 1, "rules": [{
+            "id": "invoices", "name": "Invoices", "order": 10,
+            "conditions": [{"subjectContains": ["invoice"]}],
+            "actions": [
+                {"assignCategories": {"categories": ["Invoices"], "color": "preset4"}},
+                {"moveToFolder": {"path": "Finance/Invoices"}}
+            ]
+        }]});
+        self.world.put_rules(integration, &rules).await.unwrap();
     }
 
     async fn mailbox_key(&self, integration: &Integration) -> MailboxKey {

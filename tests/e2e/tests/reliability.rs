@@ -16,68 +16,15 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use e2e::chaos::{Expected, Rng, Verdict, deliver_mix, env_num, invoice_and_urgent_rules};
 use e2e::{Batch, FunctionHarness, SqsEventSource, World};
 use outlook_core::model::{Integration, Mailbox};
-use outlook_core::store::StoredRuleSet;
-use outlook_core::sync::dispatch::SyncJob;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 const AP: &str = "urgent-desk@fabrikam.com";
 
-fn env_num(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A small xorshift generator: crash points vary per run, and the seed is printed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn rules() -> Value {
-    json!({"version": 1, "rules": [
-        {
-            "id": "invoices", "name": "Invoices", "order": 10,
-            "conditions": [{"subjectContains": ["invoice"]}],
-            "actions": [
-                {"assignCategories": {"categories": ["Invoices"], "color": "preset4"}},
-                {"moveToFolder": {"path": "Finance/Invoices"}}
-            ]
-        },
-        {
-            "id": "urgent", "name": "Urgent", "order": 20,
-            "conditions": [{"subjectContains": ["urgent"]}],
-            "actions": [{"forwardTo": {"recipients": [AP], "comment": "Urgent"}}]
-        }
-    ]})
-}
-
-#[derive(Debug, Clone)]
-struct Delivered {
-    mailbox: String,
-    id: String,
-    invoice: bool,
-    urgent: bool,
-}
-
 struct Pipeline {
     world: World,
-    sqs: aws_sdk_sqs::Client,
     sync: FunctionHarness,
     rules: FunctionHarness,
     sync_source: SqsEventSource,
@@ -157,17 +104,10 @@ impl Pipeline {
     }
 
     async fn sync_now(&self, mailboxes: &[Mailbox]) {
-        let jobs: Vec<SyncJob> = mailboxes
-            .iter()
-            .map(|m| SyncJob::single(m.key(), true))
-            .collect();
-        let report = outlook_core::sync::dispatch::enqueue(
-            &self.sqs,
-            &self.world.resources.sync_queue_url,
-            &jobs,
-        )
-        .await;
-        assert_eq!(report.failed, 0);
+        self.world
+            .enqueue_sync(mailboxes.iter().map(Mailbox::key))
+            .await
+            .unwrap();
     }
 }
 
@@ -188,10 +128,7 @@ async fn messages_are_acted_on_exactly_once_under_faults_and_crashes() {
     let per_round = env_num("SOAK_MESSAGES", 5.0) as usize;
     let mailbox_count = env_num("SOAK_MAILBOXES", 4.0) as usize;
     let rate = env_num("SOAK_FAULT_RATE", 0.03);
-    let seed = std::env::var("SOAK_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| (OffsetDateTime::now_utc().unix_timestamp_nanos() as u64) | 1);
+    let seed = e2e::chaos::seed();
     eprintln!(
         "reliability: seed {seed}, {mailbox_count} mailboxes, {rounds} rounds of {per_round}, fault rate {rate}"
     );
@@ -208,16 +145,8 @@ async fn messages_are_acted_on_exactly_once_under_faults_and_crashes() {
         .await
         .expect("connect");
     let store = world.store();
-    store
-        .put_ruleset(&StoredRuleSet {
-            workspace_id: integration.workspace_id.clone(),
-            integration_id: integration.integration_id.clone(),
-            scope: "*".into(),
-            version: 1,
-            document: rules().to_string(),
-            updated_at: OffsetDateTime::now_utc(),
-            updated_by: None,
-        })
+    world
+        .put_rules(&integration, &invoice_and_urgent_rules(AP))
         .await
         .unwrap();
     let mailboxes = store
@@ -239,7 +168,6 @@ async fn messages_are_acted_on_exactly_once_under_faults_and_crashes() {
     let sync_source = SqsEventSource::for_function(&sdk, &world.resources, "mailbox-sync").unwrap();
     let rules_source = SqsEventSource::for_function(&sdk, &world.resources, "rule-eval").unwrap();
     let mut p = Pipeline {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
         world,
         sync,
         rules: rules_fn,
@@ -282,33 +210,16 @@ async fn messages_are_acted_on_exactly_once_under_faults_and_crashes() {
         .await
         .unwrap();
 
-    let mut delivered: Vec<Delivered> = Vec::new();
+    let mut delivered: Vec<Expected> = Vec::new();
     let mut serial = 0usize;
     for round in 0..rounds {
         for address in &addresses {
-            let mut batch = Vec::new();
-            let mut kinds = Vec::new();
-            for _ in 0..per_round {
-                serial += 1;
-                let (subject, invoice, urgent) = match serial % 4 {
-                    0 => (format!("Invoice {serial}"), true, false),
-                    1 => (format!("URGENT: server {serial} down"), false, true),
-                    2 => (format!("Urgent invoice {serial}"), true, true),
-                    _ => (format!("Lunch {serial}?"), false, false),
-                };
-                batch.push(json!({"from": "Someone <someone@example.com>", "subject": subject, "body_text": "hello"}));
-                kinds.push((invoice, urgent));
-            }
-            let ids = p.world.deliver(address, batch).await.unwrap();
-            assert_eq!(ids.len(), per_round);
-            for (id, (invoice, urgent)) in ids.into_iter().zip(kinds) {
-                delivered.push(Delivered {
-                    mailbox: address.clone(),
-                    id,
-                    invoice,
-                    urgent,
-                });
-            }
+            delivered.extend(
+                deliver_mix(&p.world, address, serial, per_round)
+                    .await
+                    .unwrap(),
+            );
+            serial += per_round;
         }
         if round == rounds / 2 {
             // One mailbox's delta token expires: it resyncs without handing anything on twice.
@@ -385,84 +296,12 @@ async fn messages_are_acted_on_exactly_once_under_faults_and_crashes() {
         audits.keys().all(|id| wanted.contains(id.as_str())),
         "audit records only for delivered messages"
     );
-    let mut sent_count: HashMap<String, usize> = HashMap::new();
-    for address in &addresses {
-        let messages = p
-            .world
-            .sim_get(&format!("/mailboxes/{address}/messages"))
-            .await
-            .unwrap();
-        let by_id: HashMap<&str, &Value> = messages["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| Some((m["immutable_id"].as_str()?, m)))
-            .collect();
-        for d in delivered.iter().filter(|d| &d.mailbox == address) {
-            let Some(m) = by_id.get(d.id.as_str()) else {
-                lost.push(format!("{} missing from {address}", d.id));
-                continue;
-            };
-            let invoices = m["categories"]
-                .as_array()
-                .map(|c| c.iter().filter(|c| *c == "Invoices").count())
-                .unwrap_or(0);
-            let folder = m["folder_path"].as_str().unwrap_or_default();
-            if d.invoice {
-                if folder != "Finance/Invoices" {
-                    lost.push(format!("{} in {folder}, not Finance/Invoices", d.id));
-                }
-                match invoices {
-                    1 => {}
-                    0 => lost.push(format!("{} not categorized", d.id)),
-                    n => duplicates.push(format!("{} has the category {n} times", d.id)),
-                }
-            } else if folder != "Inbox" || invoices != 0 {
-                duplicates.push(format!("{} acted on without a match: {m}", d.id));
-            }
-        }
-        let sent = p
-            .world
-            .sim_get(&format!("/sent?mailbox={address}"))
-            .await
-            .unwrap();
-        for s in sent["sent"].as_array().cloned().unwrap_or_default() {
-            if let Some(original) = s["original_immutable_id"].as_str() {
-                *sent_count.entry(original.to_owned()).or_default() += 1;
-            }
-        }
-    }
-    for d in &delivered {
-        let n = sent_count.get(&d.id).copied().unwrap_or(0);
-        match (d.urgent, n) {
-            (true, 1) | (false, 0) => {}
-            (true, 0) => lost.push(format!("{} not forwarded", d.id)),
-            (_, n) => duplicates.push(format!("{} forwarded {n} times", d.id)),
-        }
-    }
-    for dlq in [
-        &p.world.resources.sync_dlq_url,
-        &p.world.resources.rules_dlq_url,
-    ] {
-        let out = p
-            .sqs
-            .get_queue_attributes()
-            .queue_url(dlq)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .unwrap();
-        let n = out
-            .attributes()
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            })
-            .cloned()
-            .unwrap_or_default();
-        if n != "0" {
-            lost.push(format!("{n} jobs in dead-letter queue {dlq}"));
-        }
-    }
+    let mut verdict = Verdict { lost, duplicates };
+    verdict
+        .check_simulator(&p.world, &addresses, &delivered)
+        .await
+        .unwrap();
+    let Verdict { lost, duplicates } = verdict;
     println!(
         "reliability: messages {}, faults injected {fired}, crashes {}, duplicates {}, lost {} ({:.1}s)",
         delivered.len(),

@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use e2e::awscalls::{CallCount, dynamodb_writes_reads, service_total};
 use e2e::{AwsCallCounter, FunctionHarness, SqsEventSource, World};
 use outlook_core::model::{Mailbox, MailboxKey, MailboxKind};
-use outlook_core::store::{Store, StoredRuleSet};
+use outlook_core::store::Store;
 use outlook_core::sync::dispatch::SyncJob;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -306,24 +306,18 @@ async fn main() -> anyhow::Result<()> {
         .connect_organization(&services, "acme", &chosen)
         .await?;
     let store = world.store();
-    store
-        .put_ruleset(&StoredRuleSet {
-            workspace_id: integration.workspace_id.clone(),
-            integration_id: integration.integration_id.clone(),
-            scope: "*".into(),
-            version: 1,
-            document: json!({"version": 1, "rules": [{
+    world
+        .put_rules(
+            &integration,
+            &json!({"version": 1, "rules": [{
                 "id": "invoices", "name": "Invoices", "order": 10,
                 "conditions": [{"subjectContains": ["invoice"]}],
                 "actions": [
                     {"assignCategories": {"categories": ["Invoices"], "color": "preset4"}},
                     {"moveToFolder": {"path": "Finance/Invoices"}}
                 ]
-            }]})
-            .to_string(),
-            updated_at: OffsetDateTime::now_utc(),
-            updated_by: None,
-        })
+            }]}),
+        )
         .await?;
     let mailboxes = store
         .list_mailboxes(&integration.workspace_id, Some(&integration.integration_id))
