@@ -21,6 +21,21 @@
 //! - a killed process's long-poll could still take the next event; the proxy pulls events
 //!   itself and hands each only to the current process (a stale poller's event goes back).
 //!
+//! Results (`/response`, `/error`) go to cargo-lambda with `Transfer-Encoding: chunked`, never
+//! `Content-Length`. cargo-lambda answers the runtime's `POST .../response` at once and hands the
+//! still unread body to the waiting caller; for a function URL it then collects that body. Its
+//! HTTP/1 server (hyper) signals the end of a `Content-Length` body that completes only after
+//! the answer was sent (anything beyond what it read along with the head, so from ~8 KB) no
+//! sooner than the next request on that connection: the function URL caller hung (or got a
+//! 500 once the idle connection closed). The real runtime client hides this by sending its
+//! next `/next` on the same connection right away; the proxy's connections stay idle. A
+//! chunked body ends with its own zero-size chunk, which hyper reports as end of stream.
+//!
+//! A known limit of cargo-lambda's function URLs (not fixed here: it builds the API Gateway
+//! event, not the proxy): a body that is not UTF-8 is base64-encoded (`isBase64Encoded`) only
+//! when its `Content-Type` is neither `text/*` nor `application/json*`; a non-UTF-8 body with
+//! such a type, or without `Content-Type`, gets cargo-lambda's own 500 without an invocation.
+//!
 //! Each function process gets the variables Lambda sets for a custom runtime
 //! (`AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_FUNCTION_VERSION`,
 //! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, `AWS_LAMBDA_LOG_GROUP_NAME`, `AWS_LAMBDA_LOG_STREAM_NAME`,
@@ -182,6 +197,7 @@ impl Shared {
                 .client
                 .post(url)
                 .header("lambda-runtime-function-error-type", "Runtime.ExitError")
+                .header("transfer-encoding", "chunked")
                 .json(&body)
                 .send()
                 .await;
@@ -764,9 +780,14 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         format!("{}{path}{query}", shared.upstream),
     );
     for (k, v) in &parts.headers {
-        if k != "host" && k != "content-length" {
+        if k != "host" && k != "content-length" && k != "transfer-encoding" {
             upstream = upstream.header(k.as_str(), v.as_bytes());
         }
+    }
+    if !body.is_empty() {
+        // Chunked, so that cargo-lambda sees the end of a result it reads after answering
+        // (see the module docs); hyper then frames the buffered body as chunks.
+        upstream = upstream.header("transfer-encoding", "chunked");
     }
     let is_result = path.ends_with("/response") || path.ends_with("/error");
     match upstream.body(body).send().await {

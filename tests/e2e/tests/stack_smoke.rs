@@ -473,3 +473,97 @@ async fn the_aws_call_counter_forwards_sdk_calls_and_counts_them_by_operation() 
     assert!(counts["dynamodb:PutItem"].request_bytes > 0);
     assert!(counts["dynamodb:GetItem"].response_bytes > 0);
 }
+
+/// Sends `body` to the echo function's URL with `content_type`; its answer echoes the body back.
+async fn echo_raw(
+    harness: &FunctionHarness,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (reqwest::StatusCode, Vec<u8>) {
+    let url = format!("{}/echo?echo=raw", harness.http_base_url());
+    let (size, within) = (body.len(), Duration::from_secs(20));
+    let call = async {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        Ok::<_, reqwest::Error>((status, response.bytes().await?.to_vec()))
+    };
+    tokio::time::timeout(within, call)
+        .await
+        .unwrap_or_else(|_| panic!("{content_type}, {size} B: no answer within {within:?}"))
+        .unwrap_or_else(|e| panic!("{content_type}, {size} B: {e}"))
+}
+
+/// Request and response bodies from 1 KB to ~1 MB get through a function URL and an invocation.
+/// cargo-lambda answers the runtime's `/response` before reading its body; the body of a function
+/// URL answer beyond ~8 KB then never ended while the proxy's connection stayed idle, so the
+/// caller hung (see the `lambda` module docs).
+#[tokio::test]
+async fn bodies_up_to_a_megabyte_get_through_function_urls_and_invocations_both_ways() {
+    let harness = echo(&[]).await;
+    for size in [1024, 16 * 1024, 256 * 1024, 1_000_000] {
+        // Varied, so that a truncated, repeated or reordered body shows.
+        let text: String = (0..size)
+            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+            .collect();
+        let (status, back) = echo_raw(&harness, "text/plain", text.clone().into_bytes()).await;
+        assert_eq!(
+            status,
+            200,
+            "text, {size} B: {}",
+            String::from_utf8_lossy(&back)
+        );
+        assert!(
+            back == text.as_bytes(),
+            "text, {size} B: {} B back, first difference at {:?}",
+            back.len(),
+            back.iter().zip(text.as_bytes()).position(|(a, b)| a != b)
+        );
+
+        // Not UTF-8: base64 in the event and in the answer (`isBase64Encoded`), raw on the wire.
+        let binary: Vec<u8> = (0..size).map(|i| (i * 31 % 256) as u8).collect();
+        assert!(std::str::from_utf8(&binary).is_err());
+        let (status, back) = echo_raw(&harness, "application/octet-stream", binary.clone()).await;
+        assert_eq!(
+            status,
+            200,
+            "binary, {size} B: {}",
+            String::from_utf8_lossy(&back)
+        );
+        assert!(
+            back == binary,
+            "binary, {size} B: {} B back, first difference at {:?}",
+            back.len(),
+            back.iter().zip(&binary).position(|(a, b)| a != b)
+        );
+
+        // The same sizes as an invocation's payload and result.
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            harness.invoke(&json!({"pad": text})),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("invoke, {size} B: no answer"))
+        .unwrap_or_else(|e| panic!("invoke, {size} B: {e}"));
+        assert!(
+            out["echo"]["pad"].as_str() == Some(text.as_str()),
+            "invoke, {size} B: {} B back",
+            out["echo"]["pad"].as_str().map_or(0, str::len)
+        );
+    }
+    // A binary body is described as base64 with `isBase64Encoded`.
+    let response = reqwest::Client::new()
+        .post(format!("{}/echo", harness.http_base_url()))
+        .header("content-type", "application/octet-stream")
+        .body(vec![0xff, 0xfe, 0x00, b'a'])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["body"], "//4AYQ==");
+    assert_eq!(body["isBase64Encoded"], true);
+}

@@ -3,8 +3,9 @@
 //! Echoes its event with what the runtime told it. Special events: `{"fail": "message"}`
 //! returns an error, `{"sleep_ms": N}` sleeps first, `{"env": "NAME"}` also returns that
 //! variable, `{"exit": CODE}` exits the process. API Gateway v2 (function URL) events get an
-//! HTTP response describing the request; SQS events report the records whose body is `fail`
-//! as `batchItemFailures`.
+//! HTTP response describing the request, or with `echo=raw` in the query string the request's
+//! body itself (same `Content-Type`, same `isBase64Encoded`); SQS events report the records
+//! whose body is `fail` as `batchItemFailures`.
 
 use std::time::{Duration, SystemTime};
 
@@ -46,11 +47,30 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
         return Ok(json!({"batchItemFailures": failures}));
     }
     if let Some(path) = payload.get("rawPath").and_then(Value::as_str) {
+        let query = payload
+            .get("rawQueryString")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if query.split('&').any(|pair| pair == "echo=raw") {
+            let content_type = payload
+                .pointer("/headers/content-type")
+                .cloned()
+                .unwrap_or_else(|| json!("application/octet-stream"));
+            return Ok(json!({
+                "statusCode": 200,
+                "headers": {"content-type": content_type, "x-echo": "raw"},
+                "multiValueHeaders": {},
+                "cookies": [],
+                "isBase64Encoded": payload.get("isBase64Encoded").cloned().unwrap_or(json!(false)),
+                "body": payload.get("body").cloned().unwrap_or(json!("")),
+            }));
+        }
         let body = json!({
             "method": payload.pointer("/requestContext/http/method"),
             "path": path,
             "query": payload.get("rawQueryString"),
             "body": payload.get("body"),
+            "isBase64Encoded": payload.get("isBase64Encoded"),
         });
         return Ok(json!({
             "statusCode": 200,
