@@ -1,10 +1,12 @@
 //! Everything a function needs, built once per cold start from the environment.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use crate::config::{Config, ConfigError};
 use crate::graph::GraphClient;
-use crate::identity::{AppCredentials, CredentialsError, IdentityClient};
+use crate::identity::{AppCredentials, CredentialsError, CredentialsLoader, IdentityClient};
 use crate::store::Store;
 use crate::tokens::TokenProvider;
 use crate::vault::{TokenVault, VaultError};
@@ -47,11 +49,19 @@ impl Services {
             &vault.app_credentials_json().await?,
         ))?;
         let http = crate::clients::http_client(&config);
-        let identity = IdentityClient::new(
+        // Read again when Microsoft refuses the credentials: an operator's new client secret or
+        // certificate reaches warm functions without a restart.
+        let reload_vault = vault.clone();
+        let loader: CredentialsLoader = Arc::new(move || {
+            let vault = reload_vault.clone();
+            Box::pin(async move { Ok(vault.app_credentials_json().await?) })
+        });
+        let identity = IdentityClient::with_reload(
             http.clone(),
             config.login_base_url.clone(),
             &config.app_client_id,
             credentials,
+            loader,
         );
         Ok(Self {
             store,

@@ -76,9 +76,19 @@ impl TokenProvider {
         }
     }
 
-    /// An app-only token for a tenant (cached); also how admin consent is proven.
+    /// An app-only token for a tenant (cached).
     pub async fn app_token(&self, tenant_id: &str) -> Result<SecretString, TokenError> {
         Ok(self.app_tokens.token(tenant_id).await?)
+    }
+
+    /// An app-only token for a tenant issued just now (it replaces the cached one): how admin
+    /// consent is proven. A cached token only shows the tenant admitted the app when it was issued.
+    pub async fn fresh_app_token(&self, tenant_id: &str) -> Result<SecretString, TokenError> {
+        Ok(self
+            .app_tokens
+            .fresh_app_token(tenant_id)
+            .await?
+            .access_token)
     }
 
     /// Drops a cached token Graph refused (401), so the next call gets a new one.

@@ -508,3 +508,64 @@ async fn a_code_redeemed_with_another_flows_pkce_verifier_is_refused() {
     assert!(page.contains("could not be verified"), "{page}");
     assert!(ctx.integrations("acme").await.is_empty());
 }
+
+#[tokio::test]
+async fn admin_consent_again_through_the_same_running_callback_is_proven_with_a_new_token() {
+    let ctx = ctx("connect-org-again").await;
+    let support = ctx.world.add_user("support", "shared").await.unwrap();
+    ctx.interactive(json!({"admin_consent": "approve", "user_consent": "approve", "admin_tenant": ctx.world.tenant_id}))
+        .await;
+    // Each consent goes through the same running callback; each must be proven with a token
+    // Microsoft issues for it, whatever the callback fetched before.
+    let consent = |when: &'static str| {
+        let ctx = &ctx;
+        let support = support.clone();
+        async move {
+            let seq = ctx.world.last_request_seq().await.unwrap();
+            let flow = ctx.start("acme", organization(&[&support])).await;
+            let (status, page) = ctx
+                .world
+                .complete_sign_in(flow.url.as_str(), None)
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{when}: {page}");
+            assert!(
+                page.contains("connected for your organization"),
+                "{when}: {page}"
+            );
+            let tokens = ctx.world.requests_since(seq, "token").await.unwrap();
+            assert!(
+                tokens
+                    .iter()
+                    .any(|t| t["grant_type"] == "client_credentials" && t["status"] == 200),
+                "{when}: consent proven with a newly issued token: {tokens:?}"
+            );
+        }
+    };
+    consent("first consent").await;
+
+    // An hour later on Microsoft's clock the token the callback got before has expired there.
+    ctx.world
+        .sim_post("/clock/advance", &json!({"secs": 3700}))
+        .await
+        .unwrap();
+    consent("an hour later").await;
+
+    // The administrator removes the app from the organization, then consents again: tokens
+    // issued before the removal are dead.
+    ctx.world
+        .sim_post(
+            "/events",
+            &json!({"type": "app_removed", "tenant": ctx.world.tenant_id, "app": ctx.world.client_id}),
+        )
+        .await
+        .unwrap();
+    consent("after the app was removed and consented again").await;
+
+    let integrations = ctx.integrations("acme").await;
+    assert_eq!(integrations.len(), 1, "reconnected, not duplicated");
+    assert_eq!(integrations[0].status, IntegrationStatus::Connected);
+    let mailboxes = ctx.mailboxes("acme").await;
+    assert_eq!(mailboxes.len(), 1);
+    assert_eq!(mailboxes[0].status, MailboxStatus::Active);
+}

@@ -897,3 +897,195 @@ async fn the_dispatcher_packs_due_mailboxes_into_few_jobs_and_each_is_synced_onc
         );
     }
 }
+
+/// "Sync now" for the mailboxes, run by `function` (a worker of the test's own).
+async fn sync_now_with(ctx: &Ctx, function: &FunctionHarness, keys: &[MailboxKey]) {
+    let jobs: Vec<SyncJob> = keys
+        .iter()
+        .map(|k| SyncJob::single(k.clone(), true))
+        .collect();
+    let report =
+        outlook_core::sync::dispatch::enqueue(&ctx.sqs, &ctx.world.resources.sync_queue_url, &jobs)
+            .await;
+    assert_eq!(report.failed, 0);
+    ctx.source.drain(function, 20).await.unwrap();
+}
+
+/// Secrets Manager `GetSecretValue` calls counted since `before`.
+fn secret_reads(
+    counter: &e2e::AwsCallCounter,
+    before: &std::collections::BTreeMap<String, e2e::awscalls::CallCount>,
+) -> u64 {
+    counter
+        .since(before)
+        .get("secretsmanager:GetSecretValue")
+        .map(|c| c.calls)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_new_client_secret_reaches_the_running_worker_and_an_expired_one_is_not_read_in_a_storm()
+{
+    let ctx = ctx("sync-secret-rotation").await;
+    // The worker under test reaches AWS through a counting proxy.
+    let counter = e2e::AwsCallCounter::start(ctx.world.stack.endpoint_url())
+        .await
+        .unwrap();
+    let sync = ctx
+        .world
+        .start_function_with(
+            "mailbox-sync",
+            &[
+                ("SYNC_LEASE_SECONDS", "2"),
+                ("AWS_ENDPOINT_URL", counter.url()),
+            ],
+        )
+        .await
+        .unwrap();
+    let ops = ctx.world.add_user("ops", "shared").await.unwrap();
+    let integration = ctx
+        .world
+        .connect_organization(&ctx.services, "acme", &[&ops])
+        .await
+        .unwrap();
+    let keys = ctx.mailbox_keys(&integration).await;
+    sync_now_with(&ctx, &sync, &keys).await;
+    ctx.world.deliver(&ops, vec![mail("Before")]).await.unwrap();
+    sync_now_with(&ctx, &sync, &keys).await;
+    assert_eq!(ctx.take_handed_on().await.len(), 1);
+
+    // The app's client secret expires; an hour later the worker's cached token has expired too.
+    ctx.event(json!({"type": "secret_expired", "app": ctx.world.client_id}))
+        .await;
+    ctx.expire_access_tokens().await;
+    let while_broken = ctx
+        .world
+        .deliver(&ops, mails("While broken", 2))
+        .await
+        .unwrap();
+    let reads = counter.snapshot();
+    let seq = ctx.world.last_request_seq().await.unwrap();
+    sync_now_with(&ctx, &sync, &keys).await;
+    let current = ctx.integration(&integration).await;
+    assert_eq!(current.status, IntegrationStatus::AdminActionRequired);
+    assert_eq!(
+        current.status_reason.unwrap().code,
+        Reason::AppCredentialsExpired
+    );
+    assert!(ctx.take_handed_on().await.is_empty());
+    let tokens = ctx.world.requests_since(seq, "token").await.unwrap();
+    assert_eq!(tokens.len(), 1, "one refused token request: {tokens:?}");
+    assert_eq!(tokens[0]["error_code"], "7000222", "{tokens:?}");
+    assert!(
+        secret_reads(&counter, &reads) <= 1,
+        "the app-credentials secret is read again at most once: {:?}",
+        counter.since(&reads)
+    );
+
+    // The operator adds a new client secret to the app and puts it in the app-credentials
+    // secret (taking longer than the moment over which refusals share one read). The SAME
+    // running worker picks it up at the next (forced) sync.
+    tokio::time::sleep(outlook_core::identity::APP_CREDENTIALS_RELOAD_COALESCE).await;
+    let new_secret = format!("sim~{}", uuid::Uuid::new_v4().simple());
+    ctx.world
+        .sim_post(
+            &format!("/apps/{}/secrets", ctx.world.client_id),
+            &json!({"value": new_secret}),
+        )
+        .await
+        .unwrap();
+    aws_sdk_secretsmanager::Client::new(ctx.world.stack.sdk_config())
+        .put_secret_value()
+        .secret_id(&ctx.world.resources.app_credentials_secret_id)
+        .secret_string(json!({"client_secret": new_secret}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let reads = counter.snapshot();
+    let seq = ctx.world.last_request_seq().await.unwrap();
+    sync_now_with(&ctx, &sync, &keys).await;
+    let current = ctx.integration(&integration).await;
+    assert_eq!(
+        current.status,
+        IntegrationStatus::Connected,
+        "{:?}",
+        current.status_reason
+    );
+    assert!(current.status_reason.is_none());
+    assert_eq!(ctx.mailbox(&keys[0]).await.status, MailboxStatus::Active);
+    let handed = ctx.take_handed_on().await;
+    assert_unique(&handed);
+    let mut handed_ids = ids(&handed);
+    handed_ids.sort();
+    let mut expected = while_broken.clone();
+    expected.sort();
+    assert_eq!(handed_ids, expected, "the mail that came while broken");
+    // One request refused with the old secret, then the same request with the new one.
+    let tokens = ctx.world.requests_since(seq, "token").await.unwrap();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_eq!(tokens[1]["status"], 200, "{tokens:?}");
+    assert_eq!(
+        secret_reads(&counter, &reads),
+        1,
+        "{:?}",
+        counter.since(&reads)
+    );
+    // Neither secret is ever logged.
+    let logs = sync.logs();
+    assert!(!logs.contains(&new_secret), "the new secret was logged");
+    assert!(
+        logs.contains("new app credentials read"),
+        "the reload is visible in the logs"
+    );
+
+    // The new secret expires as well and stays expired: "sync now" again and again costs one
+    // token request per try, and Secrets Manager is read again only a few times in a row (tries
+    // within a second share a read), then not before the interval has passed.
+    ctx.event(json!({"type": "secret_expired", "app": ctx.world.client_id}))
+        .await;
+    ctx.expire_access_tokens().await;
+    let burst = u64::from(outlook_core::identity::APP_CREDENTIALS_RELOAD_BURST);
+    let reads = counter.snapshot();
+    let seq = ctx.world.last_request_seq().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut reads_per_try = Vec::new();
+    let try_once = async || {
+        let before = counter.snapshot();
+        sync_now_with(&ctx, &sync, &keys).await;
+        secret_reads(&counter, &before)
+    };
+    while secret_reads(&counter, &reads) < burst && started.elapsed().as_secs() < 20 {
+        reads_per_try.push(try_once().await);
+    }
+    let used_up = reads_per_try.len();
+    for _ in 0..4 {
+        reads_per_try.push(try_once().await);
+    }
+    let tries = reads_per_try.len();
+    eprintln!("Secrets Manager reads per try while the secret stays expired: {reads_per_try:?}");
+    assert!(
+        started.elapsed() < outlook_core::identity::APP_CREDENTIALS_RELOAD_INTERVAL,
+        "the tries took too long to test the interval"
+    );
+    assert_eq!(
+        secret_reads(&counter, &reads),
+        burst,
+        "reads per try: {reads_per_try:?}"
+    );
+    assert!(
+        used_up > burst as usize,
+        "tries within a second share a read: {reads_per_try:?}"
+    );
+    assert!(
+        reads_per_try[used_up..].iter().all(|r| *r == 0),
+        "after the burst, no more reads within the interval: {reads_per_try:?}"
+    );
+    let current = ctx.integration(&integration).await;
+    assert_eq!(current.status, IntegrationStatus::AdminActionRequired);
+    let tokens = ctx.world.requests_since(seq, "token").await.unwrap();
+    assert!(
+        tokens.len() <= tries,
+        "at most one token request per try: {} for {tries}",
+        tokens.len()
+    );
+}

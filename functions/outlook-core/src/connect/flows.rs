@@ -393,32 +393,40 @@ async fn finish_organization(
     tenant: &str,
     now: OffsetDateTime,
 ) -> Result<ResultPage, StoreError> {
-    // Prove the consent: only a tenant that admitted the app issues it a token.
-    let token = match svc.tokens.app_token(tenant).await {
+    // Prove the consent: only a tenant that admits the app issues it a token. A newly issued
+    // one: a cached token only shows the tenant admitted the app when it was issued, and Graph
+    // refuses it once it expired on Microsoft's clock or the app was removed since.
+    let mut token = match fresh_app_token(svc, record, tenant).await {
         Ok(token) => token,
-        Err(TokenError::Identity(failure)) => {
-            tracing::warn!(workspace = %record.workspace_id, tenant, failure = %failure, "admin consent callback refused");
-            return Ok(identity_problem(&failure, true));
-        }
-        Err(other) => {
-            tracing::error!(error = %other, "app token failed");
-            return Ok(unavailable_page());
-        }
+        Err(page) => return Ok(page),
     };
+    let mut renewed_token = false;
     let mut probes = Vec::new();
     for address in &record.mailboxes {
-        let outcome = match probe(
-            svc,
-            &token,
-            &MailboxRef::User(address.clone()),
-            MailboxKind::Organization,
-        )
-        .await
-        {
-            Ok(outcome) => outcome,
-            Err(err) => {
-                tracing::warn!(error = %err, "mailbox probe failed");
-                return Ok(unavailable_page());
+        let outcome = loop {
+            match probe(
+                svc,
+                &token,
+                &MailboxRef::User(address.clone()),
+                MailboxKind::Organization,
+            )
+            .await
+            {
+                Ok(outcome) => break outcome,
+                // Graph refused the token: get another one once (as sync does); a refused
+                // token request then tells why.
+                Err(GraphError::Unauthorized { .. }) if !renewed_token => {
+                    renewed_token = true;
+                    tracing::info!(workspace = %record.workspace_id, tenant, "Graph refused a new app token during the consent check; getting another one");
+                    token = match fresh_app_token(svc, record, tenant).await {
+                        Ok(token) => token,
+                        Err(page) => return Ok(page),
+                    };
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "mailbox probe failed");
+                    return Ok(unavailable_page());
+                }
             }
         };
         probes.push(Probe {
@@ -455,6 +463,26 @@ async fn finish_organization(
     let rows = upsert_mailboxes(svc, &integration, &probes, now).await?;
     tracing::info!(workspace = %record.workspace_id, integration = %integration.integration_id, "organization-wide integration connected");
     Ok(success_page(svc, &integration, rows))
+}
+
+/// A newly issued app-only token for the tenant (see [`finish_organization`]), or the page that
+/// explains why Microsoft refused it.
+async fn fresh_app_token(
+    svc: &Services,
+    record: &OAuthState,
+    tenant: &str,
+) -> Result<SecretString, ResultPage> {
+    match svc.tokens.fresh_app_token(tenant).await {
+        Ok(token) => Ok(token),
+        Err(TokenError::Identity(failure)) => {
+            tracing::warn!(workspace = %record.workspace_id, tenant, failure = %failure, "admin consent callback refused");
+            Err(identity_problem(&failure, true))
+        }
+        Err(other) => {
+            tracing::error!(error = %other, "app token failed");
+            Err(unavailable_page())
+        }
+    }
 }
 
 async fn finish_personal(

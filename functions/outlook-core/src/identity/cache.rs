@@ -72,6 +72,19 @@ impl AppTokenCache {
         {
             return Err(error.clone());
         }
+        self.fetch(&mut slot, tenant_id).await
+    }
+
+    /// A token Microsoft issued just now, never the cached one; it replaces the cached one.
+    /// A cached token only proves the tenant admitted the app when it was issued: proving that
+    /// it still does (admin consent) needs a new one.
+    pub async fn fresh_app_token(&self, tenant_id: &str) -> Result<AppToken, IdentityError> {
+        let slot = self.slot(tenant_id).await;
+        let mut slot = slot.lock().await;
+        self.fetch(&mut slot, tenant_id).await
+    }
+
+    async fn fetch(&self, slot: &mut Slot, tenant_id: &str) -> Result<AppToken, IdentityError> {
         match self.identity.app_token(tenant_id).await {
             Ok(token) => {
                 slot.token = Some(token.clone());

@@ -24,6 +24,7 @@ use url::Url;
 
 use super::credentials::{AppCredentials, CLIENT_ASSERTION_TYPE};
 use super::error::{EntraErrorBody, IdentityError, IdentityFailure};
+use super::reload::{CredentialSource, CredentialsLoader, Loaded};
 
 /// The tenant segment for personal sign-in with work or school accounts.
 pub const ORGANIZATIONS: &str = "organizations";
@@ -150,10 +151,11 @@ struct Inner {
     http: reqwest::Client,
     login_base: Url,
     client_id: String,
-    credentials: AppCredentials,
+    /// Read at cold start; read again when Microsoft refuses it (see `super::reload`).
+    credentials: CredentialSource,
 }
 
-/// Built once per cold start; cheap to clone.
+/// Built once per cold start; cheap to clone (clones share the credential in use).
 #[derive(Clone)]
 pub struct IdentityClient {
     inner: Arc<Inner>,
@@ -164,7 +166,7 @@ impl std::fmt::Debug for IdentityClient {
         f.debug_struct("IdentityClient")
             .field("login_base", &self.inner.login_base.as_str())
             .field("client_id", &self.inner.client_id)
-            .field("credentials", &self.inner.credentials)
+            .field("credentials", &self.inner.credentials.current().credentials)
             .finish()
     }
 }
@@ -178,12 +180,41 @@ impl IdentityClient {
         client_id: impl Into<String>,
         credentials: AppCredentials,
     ) -> Self {
+        Self::build(http, login_base_url, client_id.into(), credentials, None)
+    }
+
+    /// Like [`IdentityClient::new`]; when Microsoft refuses `credentials`, `loader` reads the
+    /// app-credentials secret again (rate-limited) and a new credential found there is used from
+    /// then on, the refused request being sent once more with it.
+    pub fn with_reload(
+        http: reqwest::Client,
+        login_base_url: Url,
+        client_id: impl Into<String>,
+        credentials: AppCredentials,
+        loader: CredentialsLoader,
+    ) -> Self {
+        Self::build(
+            http,
+            login_base_url,
+            client_id.into(),
+            credentials,
+            Some(loader),
+        )
+    }
+
+    fn build(
+        http: reqwest::Client,
+        login_base: Url,
+        client_id: String,
+        credentials: AppCredentials,
+        loader: Option<CredentialsLoader>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 http,
-                login_base: login_base_url,
-                client_id: client_id.into(),
-                credentials,
+                login_base,
+                client_id,
+                credentials: CredentialSource::new(credentials, loader),
             }),
         }
     }
@@ -210,14 +241,14 @@ impl IdentityClient {
         self.endpoint(tenant, &["oauth2", "v2.0", "token"])
     }
 
-    fn oauth_client(&self, tenant: &str) -> EntraClient {
+    fn oauth_client(&self, tenant: &str, credentials: &AppCredentials) -> EntraClient {
         let client = oauth2::Client::new(ClientId::new(self.inner.client_id.clone()))
             .set_auth_type(AuthType::RequestBody)
             .set_auth_uri(AuthUrl::from_url(
                 self.endpoint(tenant, &["oauth2", "v2.0", "authorize"]),
             ))
             .set_token_uri(TokenUrl::from_url(self.token_url(tenant)));
-        match &self.inner.credentials {
+        match credentials {
             AppCredentials::ClientSecret(secret) => {
                 client.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()))
             }
@@ -230,8 +261,12 @@ impl IdentityClient {
     /// `oauth2` has no private_key_jwt client authentication, but every token request accepts
     /// extra form parameters, so the assertion goes in with `add_extra_param` and the client is
     /// built without a secret (it then sends `client_id` in the body, as Entra expects).
-    fn assertion_params(&self, tenant: &str) -> Result<Vec<(&'static str, String)>, IdentityError> {
-        match &self.inner.credentials {
+    fn assertion_params(
+        &self,
+        tenant: &str,
+        credentials: &AppCredentials,
+    ) -> Result<Vec<(&'static str, String)>, IdentityError> {
+        match credentials {
             AppCredentials::ClientSecret(_) => Ok(Vec::new()),
             AppCredentials::Certificate(cert) => {
                 let jwt = cert.client_assertion(
@@ -260,7 +295,7 @@ impl IdentityClient {
         prompt: Option<Prompt>,
         login_hint: Option<&str>,
     ) -> Url {
-        let client = self.oauth_client(tenant);
+        let client = self.oauth_client(tenant, &self.inner.credentials.current().credentials);
         let mut request = client
             .authorize_url(|| CsrfToken::new(state.to_owned()))
             .set_redirect_uri(Cow::Owned(RedirectUrl::from_url(redirect_uri.clone())))
@@ -297,15 +332,53 @@ impl IdentityClient {
         pkce_verifier: PkceCodeVerifier,
         scopes: &[&str],
     ) -> Result<DelegatedTokens, IdentityError> {
-        let client = self.oauth_client(ORGANIZATIONS);
+        // Microsoft checks the client credential before it redeems the code, so a code refused
+        // for the credential can be sent again.
+        let (used, sent_at) = self.credentials_for_request();
+        let result = self
+            .exchange_code_with(
+                &used.credentials,
+                code,
+                redirect_uri,
+                &pkce_verifier,
+                scopes,
+            )
+            .await;
+        match self.credentials_for_retry(&result, &used, sent_at).await {
+            Some(fresh) => {
+                let retried = self
+                    .exchange_code_with(
+                        &fresh.credentials,
+                        code,
+                        redirect_uri,
+                        &pkce_verifier,
+                        scopes,
+                    )
+                    .await;
+                self.note_refusal(&retried, &fresh);
+                retried
+            }
+            None => result,
+        }
+    }
+
+    async fn exchange_code_with(
+        &self,
+        credentials: &AppCredentials,
+        code: &SecretString,
+        redirect_uri: &Url,
+        pkce_verifier: &PkceCodeVerifier,
+        scopes: &[&str],
+    ) -> Result<DelegatedTokens, IdentityError> {
+        let client = self.oauth_client(ORGANIZATIONS, credentials);
         let mut request = client
             .exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()))
-            .set_pkce_verifier(pkce_verifier)
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.secret().clone()))
             .set_redirect_uri(Cow::Owned(RedirectUrl::from_url(redirect_uri.clone())));
         if !scopes.is_empty() {
             request = request.add_extra_param("scope", scopes.join(" "));
         }
-        for (name, value) in self.assertion_params(ORGANIZATIONS)? {
+        for (name, value) in self.assertion_params(ORGANIZATIONS, credentials)? {
             request = request.add_extra_param(name, value);
         }
         let (status, http) = self.http_fn();
@@ -322,12 +395,34 @@ impl IdentityClient {
         refresh_token: &SecretString,
         scopes: &[&str],
     ) -> Result<DelegatedTokens, IdentityError> {
-        let client = self.oauth_client(ORGANIZATIONS);
+        let (used, sent_at) = self.credentials_for_request();
+        let result = self
+            .refresh_with(&used.credentials, refresh_token, scopes)
+            .await;
+        match self.credentials_for_retry(&result, &used, sent_at).await {
+            Some(fresh) => {
+                let retried = self
+                    .refresh_with(&fresh.credentials, refresh_token, scopes)
+                    .await;
+                self.note_refusal(&retried, &fresh);
+                retried
+            }
+            None => result,
+        }
+    }
+
+    async fn refresh_with(
+        &self,
+        credentials: &AppCredentials,
+        refresh_token: &SecretString,
+        scopes: &[&str],
+    ) -> Result<DelegatedTokens, IdentityError> {
+        let client = self.oauth_client(ORGANIZATIONS, credentials);
         let refresh = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let mut request = client
             .exchange_refresh_token(&refresh)
             .add_scopes(scopes.iter().map(|s| Scope::new((*s).to_owned())));
-        for (name, value) in self.assertion_params(ORGANIZATIONS)? {
+        for (name, value) in self.assertion_params(ORGANIZATIONS, credentials)? {
             request = request.add_extra_param(name, value);
         }
         let (status, http) = self.http_fn();
@@ -341,11 +436,28 @@ impl IdentityClient {
     /// An app-only token for `tenant_id` (client credentials, scope `.default`). No caching here:
     /// use [`super::AppTokenCache`].
     pub async fn app_token(&self, tenant_id: &str) -> Result<AppToken, IdentityError> {
-        let client = self.oauth_client(tenant_id);
+        let (used, sent_at) = self.credentials_for_request();
+        let result = self.app_token_with(&used.credentials, tenant_id).await;
+        match self.credentials_for_retry(&result, &used, sent_at).await {
+            Some(fresh) => {
+                let retried = self.app_token_with(&fresh.credentials, tenant_id).await;
+                self.note_refusal(&retried, &fresh);
+                retried
+            }
+            None => result,
+        }
+    }
+
+    async fn app_token_with(
+        &self,
+        credentials: &AppCredentials,
+        tenant_id: &str,
+    ) -> Result<AppToken, IdentityError> {
+        let client = self.oauth_client(tenant_id, credentials);
         let mut request = client
             .exchange_client_credentials()
             .add_scope(Scope::new(GRAPH_DEFAULT_SCOPE.to_owned()));
-        for (name, value) in self.assertion_params(tenant_id)? {
+        for (name, value) in self.assertion_params(tenant_id, credentials)? {
             request = request.add_extra_param(name, value);
         }
         let (status, http) = self.http_fn();
@@ -357,6 +469,39 @@ impl IdentityClient {
             access_token: SecretString::from(response.access_token().secret().to_owned()),
             expires_at: expires_at(&response),
         })
+    }
+
+    /// The credential to send a token request with, and when it was sent.
+    fn credentials_for_request(&self) -> (Arc<Loaded>, tokio::time::Instant) {
+        (
+            self.inner.credentials.current(),
+            tokio::time::Instant::now(),
+        )
+    }
+
+    /// After a token request failed: the credential to send it once more with, when Microsoft
+    /// refused the app's credential and the app-credentials secret now holds another one.
+    async fn credentials_for_retry<T>(
+        &self,
+        result: &Result<T, IdentityError>,
+        used: &Loaded,
+        sent_at: tokio::time::Instant,
+    ) -> Option<Arc<Loaded>> {
+        match result {
+            Err(err) if err.refuses_app_credentials() => {
+                self.inner.credentials.newer_than(used, sent_at).await
+            }
+            _ => None,
+        }
+    }
+
+    /// Remembers that Microsoft refused the credential a request was sent once more with.
+    fn note_refusal<T>(&self, result: &Result<T, IdentityError>, used: &Loaded) {
+        if let Err(err) = result
+            && err.refuses_app_credentials()
+        {
+            self.inner.credentials.refused(used);
+        }
     }
 
     fn delegated_tokens(
@@ -625,5 +770,122 @@ mod tests {
             .encode(serde_json::json!({"aud": "someone-else", "tid": "t1"}).to_string());
         assert!(c.id_token_claims(&format!("e30.{foreign}.sig")).is_none());
         assert!(c.id_token_claims("garbage").is_none());
+    }
+
+    /// A token endpoint that accepts only the client secret `accepted` holds; returns the client
+    /// secrets it saw.
+    async fn token_endpoint(
+        accepted: Arc<std::sync::Mutex<String>>,
+    ) -> (Url, Arc<std::sync::Mutex<Vec<String>>>) {
+        use axum::extract::State;
+        type Shared = (
+            Arc<std::sync::Mutex<String>>,
+            Arc<std::sync::Mutex<Vec<String>>>,
+        );
+        async fn handle(
+            State((accepted, seen)): State<Shared>,
+            body: String,
+        ) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+            let form: HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+            let secret = form.get("client_secret").cloned().unwrap_or_default();
+            seen.lock().unwrap().push(secret.clone());
+            if secret == *accepted.lock().unwrap() {
+                let mut body = serde_json::json!({"token_type": "Bearer", "expires_in": 3600, "access_token": "at"});
+                if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+                    body["refresh_token"] = "rt2".into();
+                }
+                (axum::http::StatusCode::OK, axum::Json(body))
+            } else {
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    axum::Json(serde_json::json!({
+                        "error": "invalid_client",
+                        "error_description": "AADSTS7000222: The provided client secret keys for app are expired.",
+                        "error_codes": [7000222]
+                    })),
+                )
+            }
+        }
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let router = axum::Router::new()
+            .fallback(axum::routing::post(handle))
+            .with_state((accepted, seen.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (Url::parse(&format!("http://{addr}/")).unwrap(), seen)
+    }
+
+    #[tokio::test]
+    async fn token_requests_refused_for_the_app_credentials_are_sent_again_with_new_ones() {
+        let accepted = Arc::new(std::sync::Mutex::new("new".to_owned()));
+        let (base, seen) = token_endpoint(accepted.clone()).await;
+        // What the app-credentials secret holds.
+        let stored = Arc::new(std::sync::Mutex::new("old".to_owned()));
+        let reads = Arc::new(AtomicU16::new(0));
+        let loader: CredentialsLoader = {
+            let stored = stored.clone();
+            let reads = reads.clone();
+            Arc::new(move || {
+                let value = stored.lock().unwrap().clone();
+                reads.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async move {
+                    Ok(SecretString::from(
+                        serde_json::json!({ "client_secret": value }).to_string(),
+                    ))
+                })
+            })
+        };
+        let client = IdentityClient::with_reload(
+            reqwest::Client::new(),
+            base,
+            "11111111-2222-3333-4444-555555555555",
+            AppCredentials::ClientSecret(SecretString::from("old")),
+            loader,
+        );
+        // The secret still holds the refused one: one request, one read, the refusal stands.
+        let err = client.app_token("tenant-1").await.unwrap_err();
+        assert_eq!(err.failure, IdentityFailure::AppSecretExpired);
+        assert!(err.refuses_app_credentials());
+        assert_eq!(*seen.lock().unwrap(), ["old"]);
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+
+        // The operator put the new secret in: refused once more with the old one, then sent
+        // again with the new one, which every later request uses.
+        *stored.lock().unwrap() = "new".to_owned();
+        // (An operator takes longer than the moment refusals are coalesced over.)
+        tokio::time::sleep(crate::identity::APP_CREDENTIALS_RELOAD_COALESCE).await;
+        client.app_token("tenant-1").await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["old", "old", "new"]);
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        let refreshed = client
+            .refresh(&SecretString::from("rt"), &["Mail.ReadWrite"])
+            .await
+            .unwrap();
+        assert_eq!(refreshed.refresh_token.expose_secret(), "rt2");
+        assert_eq!(*seen.lock().unwrap(), ["old", "old", "new", "new"]);
+        assert!(!format!("{client:?}").contains("new\""));
+
+        // Rotated again (refresh token grant): the same, once.
+        *accepted.lock().unwrap() = "newer".to_owned();
+        *stored.lock().unwrap() = "newer".to_owned();
+        tokio::time::sleep(crate::identity::APP_CREDENTIALS_RELOAD_COALESCE).await;
+        client
+            .refresh(&SecretString::from("rt"), &["Mail.ReadWrite"])
+            .await
+            .unwrap();
+        assert_eq!(seen.lock().unwrap()[4..], ["new", "newer"]);
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+
+        // Without a loader the refusal stands, after one request.
+        let (plain, seen) = token_endpoint(Arc::new(std::sync::Mutex::new("x".into()))).await;
+        let no_reload = IdentityClient::new(
+            reqwest::Client::new(),
+            plain,
+            "id",
+            AppCredentials::ClientSecret(SecretString::from("old")),
+        );
+        assert!(no_reload.app_token("t").await.is_err());
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 }

@@ -68,6 +68,20 @@ impl fmt::Debug for AppCredentials {
 }
 
 impl AppCredentials {
+    /// A SHA-256 digest of the credential (never logged): tells whether a re-read of the
+    /// app-credentials secret found another credential than the one in use.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        match self {
+            AppCredentials::ClientSecret(secret) => {
+                let mut digest = Sha256::new();
+                digest.update(b"client_secret\0");
+                digest.update(secret.expose_secret().as_bytes());
+                digest.finalize().into()
+            }
+            AppCredentials::Certificate(cert) => cert.fingerprint,
+        }
+    }
+
     /// Parses `{"client_secret": "..."}` or `{"certificate_pem": "...", "private_key_pem": "..."}`.
     /// PEMs may carry their line breaks as `\n` escapes. Unknown fields are ignored.
     pub fn from_secret_json(json: &str) -> Result<Self, CredentialsError> {
@@ -112,6 +126,8 @@ pub struct CertificateCredential {
     certificate_pem: String,
     thumbprint_s256: String,
     key: EncodingKey,
+    /// Of the certificate and the private key together (see [`AppCredentials::fingerprint`]).
+    fingerprint: [u8; 32],
 }
 
 impl fmt::Debug for CertificateCredential {
@@ -145,10 +161,16 @@ impl CertificateCredential {
         let key_pem = private_key_pem.expose_secret().replace("\\n", "\n");
         let key = EncodingKey::from_rsa_pem(key_pem.as_bytes())
             .map_err(|_| CredentialsError::InvalidPrivateKey)?;
+        let mut digest = Sha256::new();
+        digest.update(b"certificate\0");
+        digest.update(&der);
+        digest.update(b"\0");
+        digest.update(key_pem.trim().as_bytes());
         Ok(Self {
             certificate_pem,
             thumbprint_s256,
             key,
+            fingerprint: digest.finalize().into(),
         })
     }
 

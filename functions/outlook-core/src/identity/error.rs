@@ -344,6 +344,16 @@ impl IdentityError {
         self.failure.needs_reconnect()
     }
 
+    /// Microsoft's token endpoint refused the app's own credential (`invalid_client`: an expired
+    /// or wrong client secret, a certificate it does not know, none sent). Not for a credential
+    /// that could not even be used here (a malformed app-credentials secret).
+    pub fn refuses_app_credentials(&self) -> bool {
+        matches!(
+            self.failure,
+            IdentityFailure::AppSecretExpired | IdentityFailure::AppCredentialsInvalid
+        ) && (self.details.error.is_some() || !self.details.codes.is_empty())
+    }
+
     /// The OAuth `error` value, e.g. `invalid_grant`.
     pub fn error(&self) -> Option<&str> {
         self.details.error.as_deref()

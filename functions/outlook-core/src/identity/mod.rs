@@ -1,6 +1,7 @@
 //! Entra ID (Microsoft identity platform v2.0) token client and error classification.
 //!
-//! - [`AppCredentials`]: the app's client secret or certificate (client assertions, PS256).
+//! - [`AppCredentials`]: the app's client secret or certificate (client assertions, PS256),
+//!   read again from the app-credentials secret when Microsoft refuses them (`reload`).
 //! - [`IdentityClient`]: authorize and admin-consent URLs; authorization code + PKCE, refresh
 //!   token and client credentials grants.
 //! - [`AppTokenCache`]: app-only tokens per tenant, single-flight, across warm invocations.
@@ -11,6 +12,7 @@ pub mod cache;
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod reload;
 
 pub use cache::{AppTokenCache, RENEW_BEFORE};
 pub use client::{
@@ -20,3 +22,7 @@ pub use client::{
 pub use credentials::{AppCredentials, CertificateCredential, CredentialsError};
 pub use error::{EntraErrorBody, IdentityError, IdentityFailure};
 pub use oauth2::{PkceCodeChallenge, PkceCodeVerifier};
+pub use reload::{
+    APP_CREDENTIALS_RELOAD_BURST, APP_CREDENTIALS_RELOAD_COALESCE, APP_CREDENTIALS_RELOAD_INTERVAL,
+    CredentialsLoader,
+};
