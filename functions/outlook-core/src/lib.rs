@@ -10,6 +10,7 @@ pub mod connect;
 pub mod graph;
 pub mod health;
 pub mod identity;
+pub mod integration_status;
 pub mod ids;
 pub mod message;
 pub mod model;

@@ -152,8 +152,14 @@ async fn mail_waiting_for_rules_when_the_sign_in_is_revoked_is_acted_on_after_re
             .is_some()
     );
 
-    // The next sync sees the revoked sign-in; more mail arrives meanwhile.
+    // Rule evaluation recorded why (so the sync worker and further batches stop asking
+    // Microsoft); the next sync leaves the paused mailbox alone. More mail arrives meanwhile.
+    let seq = ctx.world.last_request_seq().await.unwrap();
     ctx.sync_now(&key).await;
+    assert!(
+        ctx.world.requests_since(seq, "token").await.unwrap().is_empty(),
+        "no token request for a broken integration"
+    );
     let broken = store
         .get_integration(&personal.workspace_id, &personal.integration_id)
         .await

@@ -85,6 +85,7 @@ use crate::graph::client::encode_query_value;
 use crate::graph::{
     BatchRequestItem, Collection, GraphClient, GraphError, GraphMessage, MailboxRef, MessagePatch,
 };
+use crate::health::Reason;
 use crate::ids::{IntegrationId, MailboxId, WorkspaceId};
 use crate::message::{Address, Body, MailMessage};
 use crate::model::{Integration, IntegrationStatus, MailboxKey, MailboxKind, MailboxStatus};
@@ -568,14 +569,28 @@ impl<'a> RuleExecutor<'a> {
                 return Prepared::Retry(format!("getting a token: {failure}"));
             }
             Err(TokenError::Identity(failure)) => {
-                // The integration is broken until someone acts; the sync worker records that.
-                return Prepared::Park(format!(
-                    "Microsoft refused the integration's sign-in ({})",
-                    crate::tokens::reason_for(&failure).code()
-                ));
+                // Broken until someone acts: recorded now, so the next batches of this
+                // integration park without asking Microsoft again.
+                let reason = crate::tokens::reason_for(&failure);
+                return self
+                    .park_broken(
+                        &integration,
+                        reason,
+                        format!(
+                            "Microsoft refused the integration's sign-in ({})",
+                            reason.code()
+                        ),
+                    )
+                    .await;
             }
             Err(TokenError::NoRefreshToken) => {
-                return Prepared::Park("the integration has no stored sign-in".into());
+                return self
+                    .park_broken(
+                        &integration,
+                        Reason::RefreshTokenExpired,
+                        "the integration has no stored sign-in".into(),
+                    )
+                    .await;
             }
             Err(err @ TokenError::Vault(_)) => {
                 return Prepared::Retry(format!("getting a token: {err}"));
@@ -1468,6 +1483,26 @@ impl<'a> RuleExecutor<'a> {
 }
 
 impl RuleExecutor<'_> {
+    /// Records why the integration is broken, then parks (a failed record: retry later).
+    async fn park_broken(
+        &self,
+        integration: &Integration,
+        reason: Reason,
+        note: String,
+    ) -> Prepared {
+        match crate::integration_status::record_broken(
+            self.store,
+            integration,
+            reason,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        {
+            Ok(()) => Prepared::Park(note),
+            Err(err) => Prepared::Retry(format!("recording the broken integration: {err}")),
+        }
+    }
+
     /// Parks a claimed job and gives up its claim; the queue message is then acknowledged.
     async fn park(&self, job: &RulesJob, reason: &str) -> JobOutcome {
         let body = match serde_json::to_string(job) {

@@ -301,14 +301,19 @@ impl SyncWorker<'_> {
             }
             Err(TokenError::Identity(failure)) => {
                 let reason = crate::tokens::reason_for(&failure);
-                self.mark_integration_broken(integration, reason, now)
+                crate::integration_status::record_broken(self.store, integration, reason, now)
                     .await?;
                 report.status_reason = Some(reason);
                 Ok(None)
             }
             Err(TokenError::NoRefreshToken) => {
-                self.mark_integration_broken(integration, Reason::RefreshTokenExpired, now)
-                    .await?;
+                crate::integration_status::record_broken(
+                    self.store,
+                    integration,
+                    Reason::RefreshTokenExpired,
+                    now,
+                )
+                .await?;
                 report.status_reason = Some(Reason::RefreshTokenExpired);
                 Ok(None)
             }
@@ -513,62 +518,6 @@ impl SyncWorker<'_> {
             cleared,
             "parked rules jobs queued again"
         );
-        Ok(())
-    }
-
-    /// Records why an integration stopped working. A personal integration that needs a new
-    /// sign-in leaves the schedule (no retry storm) until it is reconnected.
-    async fn mark_integration_broken(
-        &self,
-        integration: &Integration,
-        reason: Reason,
-        now: OffsetDateTime,
-    ) -> Result<(), SyncError> {
-        let status =
-            if reason.needs_reconnect() && integration.account_type == AccountType::Personal {
-                IntegrationStatus::NeedsReconnect
-            } else {
-                IntegrationStatus::AdminActionRequired
-            };
-        let mut current = integration.clone();
-        loop {
-            // Only if the credential we failed with is still the current one: a reconnect that
-            // happened meanwhile must not be undone.
-            if current.credential_generation != integration.credential_generation
-                || current.status == IntegrationStatus::Disconnected
-            {
-                return Ok(());
-            }
-            current.status = status;
-            current.status_reason = Some(StatusReason::from(reason));
-            current.updated_at = now;
-            match self.store.save_integration(&current).await {
-                Ok(_) => break,
-                Err(StoreError::Conflict) => match self
-                    .store
-                    .get_integration(&integration.workspace_id, &integration.integration_id)
-                    .await?
-                {
-                    Some(fresh) => current = fresh,
-                    None => return Ok(()),
-                },
-                Err(other) => return Err(other.into()),
-            }
-        }
-        tracing::warn!(reason = reason.code(), integration = %integration.integration_id, "integration needs attention");
-        let pause = status == IntegrationStatus::NeedsReconnect
-            || reason == Reason::AppRemovedFromTenant
-            || reason == Reason::TenantNotFound;
-        if pause {
-            self.store
-                .set_integration_mailboxes_paused(
-                    &integration.workspace_id,
-                    &integration.integration_id,
-                    true,
-                    now,
-                )
-                .await?;
-        }
         Ok(())
     }
 
