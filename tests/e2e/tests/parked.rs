@@ -157,7 +157,11 @@ async fn mail_waiting_for_rules_when_the_sign_in_is_revoked_is_acted_on_after_re
     let seq = ctx.world.last_request_seq().await.unwrap();
     ctx.sync_now(&key).await;
     assert!(
-        ctx.world.requests_since(seq, "token").await.unwrap().is_empty(),
+        ctx.world
+            .requests_since(seq, "token")
+            .await
+            .unwrap()
+            .is_empty(),
         "no token request for a broken integration"
     );
     let broken = store
