@@ -95,6 +95,10 @@ impl SqsEventSource {
 
     /// Receives up to one batch (without waiting), invokes `function` with it and deletes the
     /// messages that succeeded. An empty [`Batch`] means the queue had nothing visible.
+    ///
+    /// A function without a running process (killed, not restarted yet) fails the batch at once
+    /// ([`InvokeError::Crashed`], see [`FunctionHarness::invoke_if_running`]): a poll that races
+    /// a kill ends before the caller restarts the function.
     pub async fn poll_once(&self, function: &FunctionHarness) -> anyhow::Result<Batch> {
         let received = self
             .sqs
@@ -155,7 +159,8 @@ impl SqsEventSource {
             }));
         }
 
-        let succeeded: Vec<String> = match function.invoke(&json!({ "Records": records })).await {
+        let event = json!({ "Records": records });
+        let succeeded: Vec<String> = match function.invoke_if_running(&event).await {
             Err(error) => {
                 batch.failed = batch.message_ids.clone();
                 batch.error = Some(error);

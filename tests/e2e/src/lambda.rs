@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! test ──invoke──▶ cargo lambda watch --only-lambda-apis ◀──/.rt/<name>── proxy ◀── target/debug/<bin>
-//!      ──HTTP───▶  /lambda-url/<name>/...                   (this module)      (AWS_LAMBDA_RUNTIME_API)
+//!      ──HTTP───▶  /lambda-url/<name>/...                   (this module)      (AWS_LAMBDA_RUNTIME_API,
+//!                                                                            a port per process)
 //! ```
 //!
 //! `cargo lambda watch --only-lambda-apis` (the binary from `.local/venv`) queues invocations
@@ -17,9 +18,21 @@
 //!   function's `Context::deadline` would lie in the past; the proxy sets now + the function's
 //!   `Timeout` from `infra/template.yaml`, and a realistic `Invoked-Function-Arn`;
 //! - when a function process dies mid-invocation cargo-lambda waits forever; the proxy knows
-//!   which invocations each process holds and fails them as Lambda does (`Runtime.ExitError`);
+//!   which invocations each process holds and fails them as Lambda does (`Runtime.ExitError`),
+//!   together with the [`FunctionHarness::invoke`] calls under way that it had not taken yet
+//!   (their events may still be in cargo-lambda, or reach the proxy only after the kill; a
+//!   caller that restarts the function once its invocation ended would otherwise wait for
+//!   ever). To know those, `invoke` wraps its payload with an id, which the proxy takes off;
 //! - a killed process's long-poll could still take the next event; the proxy pulls events
 //!   itself and hands each only to the current process (a stale poller's event goes back).
+//!   Every process gets a Runtime API port of its own (`AWS_LAMBDA_RUNTIME_API`), so the proxy
+//!   knows which process each request comes from: a request that a process being killed sends
+//!   after it was retired can never pass for its successor's (an event handed to it would be
+//!   held by no process, and its invocation would never end);
+//! - once a process has sent a result, nothing may lose it: the proxy forwards it in a task of
+//!   its own (the function's connection closing, when the process dies right after sending,
+//!   makes hyper drop the handler), and a result or `Runtime.ExitError` that cargo-lambda cannot
+//!   be reached for is sent again.
 //!
 //! Results (`/response`, `/error`) go to cargo-lambda with `Transfer-Encoding: chunked`, never
 //! `Content-Length`. cargo-lambda answers the runtime's `POST .../response` at once and hands the
@@ -141,8 +154,22 @@ impl Default for HarnessOptions {
 /// One event taken from cargo-lambda, waiting for a function process.
 struct Event {
     request_id: String,
+    /// The [`FunctionHarness::invoke`] call it comes from, if any (see [`wrap_payload`]).
+    invocation: Option<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
+}
+
+/// Events waiting for a function process, and the harness's own invocations under way.
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Event>,
+    /// [`FunctionHarness::invoke`] calls under way, by id: `Some(exit status)` once the process
+    /// they were sent to is gone without having taken them (they fail as it did, wherever their
+    /// event is: still in cargo-lambda, or queued here).
+    invocations: HashMap<String, Option<String>>,
+    /// Whether there is a current function process (spawned, and not killed or exited).
+    running: bool,
 }
 
 /// State shared by the harness, the proxy's handlers and the process monitor.
@@ -153,7 +180,7 @@ struct Shared {
     client: reqwest::Client,
     timeout: Duration,
     arn: String,
-    queue: Mutex<VecDeque<Event>>,
+    queue: Mutex<Queue>,
     queued: Notify,
     /// Generation of the current function process; bumped when a process is spawned, killed or
     /// exits, so a poller of an older process never receives an event.
@@ -166,17 +193,84 @@ struct Shared {
 }
 
 impl Shared {
+    /// Ends process generation `generation` if it is the current one (`status`: how it ends):
+    /// no event goes to it any more, and the [`FunctionHarness::invoke`] calls under way, which
+    /// were sent to it, fail as it does even where it never took them. Returns the queued events
+    /// of those, for [`Shared::fail_exited`]; the events it took fail in
+    /// [`Shared::process_exited`].
+    fn retire(&self, generation: u64, status: &str) -> Vec<Event> {
+        {
+            let _in_flight = self.in_flight.lock().expect("in_flight lock");
+            if self
+                .generation
+                .compare_exchange(
+                    generation,
+                    generation + 1,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_err()
+            {
+                return Vec::new();
+            }
+        }
+        let mut guard = self.queue.lock().expect("queue lock");
+        let queue = &mut *guard;
+        queue.running = false;
+        for doomed in queue.invocations.values_mut() {
+            doomed.get_or_insert_with(|| status.to_owned());
+        }
+        let (doomed, waiting): (VecDeque<Event>, VecDeque<Event>) =
+            queue.events.drain(..).partition(|e| {
+                e.invocation
+                    .as_ref()
+                    .is_some_and(|id| queue.invocations.contains_key(id))
+            });
+        queue.events = waiting;
+        doomed.into()
+    }
+
+    /// Queues `event` for the current or next process, unless it belongs to an invocation whose
+    /// process has gone ([`Shared::retire`]): that one fails, in a task of its own.
+    fn enqueue(self: &Arc<Self>, event: Event, front: bool) {
+        let mut queue = self.queue.lock().expect("queue lock");
+        let doomed = event
+            .invocation
+            .as_ref()
+            .and_then(|id| queue.invocations.get(id))
+            .cloned()
+            .flatten();
+        if let Some(status) = doomed {
+            drop(queue);
+            let shared = self.clone();
+            tokio::spawn(async move { shared.fail_exited(vec![event], &status).await });
+        } else {
+            if front {
+                queue.events.push_front(event);
+            } else {
+                queue.events.push_back(event);
+            }
+            drop(queue);
+            self.queued.notify_one();
+        }
+    }
+
+    /// Fails `events` with `Runtime.ExitError`: their process exited (`status`).
+    async fn fail_exited(&self, events: Vec<Event>, status: &str) {
+        for event in events {
+            let id = event.request_id;
+            let message = format!("RequestId: {id} Error: Runtime exited with error: {status}");
+            self.fail(&id, "Runtime.ExitError", &message).await;
+        }
+    }
+
     /// Fails every invocation held by generation `generation`, as Lambda does when the runtime
-    /// process exits (`Runtime.ExitError`).
+    /// process exits (`Runtime.ExitError`), and those sent to it that it never took.
     async fn process_exited(&self, generation: u64, status: &str) {
+        let queued = self.retire(generation, status);
+        self.fail_exited(queued, status).await;
         let lost: Vec<String> = {
             let mut in_flight = self.in_flight.lock().expect("in_flight lock");
-            let _ = self.generation.compare_exchange(
-                generation,
-                generation + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            );
             let ids = in_flight
                 .iter()
                 .filter(|(_, g)| **g == generation)
@@ -188,22 +282,114 @@ impl Shared {
             ids
         };
         for id in lost {
-            let body = serde_json::json!({
-                "errorType": "Runtime.ExitError",
-                "errorMessage": format!("RequestId: {id} Error: Runtime exited with error: {status}"),
-            });
-            let url = format!("{}/2018-06-01/runtime/invocation/{id}/error", self.upstream);
-            let _ = self
-                .client
-                .post(url)
-                .header("lambda-runtime-function-error-type", "Runtime.ExitError")
-                .header("transfer-encoding", "chunked")
-                .json(&body)
-                .send()
-                .await;
+            let message = format!("RequestId: {id} Error: Runtime exited with error: {status}");
+            self.fail(&id, "Runtime.ExitError", &message).await;
+        }
+    }
+
+    /// Sends error `error_type` as invocation `id`'s result (for an invocation that no process
+    /// can finish any more).
+    async fn fail(&self, id: &str, error_type: &str, message: &str) {
+        let body = serde_json::json!({"errorType": error_type, "errorMessage": message});
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        if let Ok(value) = HeaderValue::from_str(error_type) {
+            headers.insert("lambda-runtime-function-error-type", value);
+        }
+        let path = format!("/2018-06-01/runtime/invocation/{id}/error");
+        if let Err(e) = self
+            .send_upstream(
+                reqwest::Method::POST,
+                &path,
+                &headers,
+                body.to_string().into(),
+            )
+            .await
+        {
+            eprintln!(
+                "{} runtime proxy: could not fail invocation {id}: {e}",
+                self.name
+            );
+        }
+    }
+
+    /// Sends a Runtime API request to cargo-lambda (`path_and_query` below `/.rt/<name>`),
+    /// again after a failed attempt (a pooled connection cargo-lambda closed, say): it is a
+    /// function's result, which must not be lost. A body goes chunked (see the module docs).
+    async fn send_upstream(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: axum::body::Bytes,
+    ) -> reqwest::Result<reqwest::Response> {
+        let url = format!("{}{path_and_query}", self.upstream);
+        let mut attempt = 1;
+        loop {
+            let mut request = self.client.request(method.clone(), &url);
+            for (k, v) in headers {
+                if k != "host" && k != "content-length" && k != "transfer-encoding" {
+                    request = request.header(k.as_str(), v.as_bytes());
+                }
+            }
+            if !body.is_empty() {
+                // Chunked, so that cargo-lambda sees the end of a result it reads after
+                // answering (see the module docs); hyper then frames the buffered body as chunks.
+                request = request.header("transfer-encoding", "chunked");
+            }
+            match request.body(body.clone()).send().await {
+                Err(e) if attempt < RESULT_ATTEMPTS => {
+                    eprintln!(
+                        "{} runtime proxy: {method} {path_and_query} (attempt {attempt}): {e}",
+                        self.name
+                    );
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
         }
     }
 }
+
+/// The Runtime API as one function process sees it: requests on its port come from that
+/// process only.
+#[derive(Clone)]
+struct ProcessApi {
+    shared: Arc<Shared>,
+    /// Generation of the process this port was made for.
+    generation: u64,
+}
+
+/// Unregisters an [`FunctionHarness::invoke`] call when it ends (or its caller drops it).
+struct UnderWay {
+    shared: Arc<Shared>,
+    id: String,
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        if let Ok(mut queue) = self.shared.queue.lock() {
+            queue.invocations.remove(&self.id);
+        }
+    }
+}
+
+/// Aborts a task when dropped (the Runtime API server of a process, with the process's monitor).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The error type of an invocation the proxy itself failed (its event could not be read):
+/// [`InvokeError::Transport`] to the caller.
+const PROXY_ERROR: &str = "Runtime.ProxyError";
+
+/// How often a result is sent to cargo-lambda when the request fails (not when it answers).
+const RESULT_ATTEMPTS: u32 = 5;
 
 /// The running function process.
 struct Proc {
@@ -221,7 +407,6 @@ pub struct FunctionHarness {
     options: HarnessOptions,
     shared: Arc<Shared>,
     emulator_url: String,
-    proxy_port: u16,
     http: reqwest::Client,
     log_path: PathBuf,
     emulator: Child,
@@ -270,27 +455,16 @@ impl FunctionHarness {
                 .build()?,
             timeout,
             arn: format!("arn:aws:lambda:{DEFAULT_REGION}:{ACCOUNT_ID}:function:{bin_name}"),
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             queued: Notify::new(),
             generation: AtomicU64::new(0),
             in_flight: Mutex::new(HashMap::new()),
             polled,
         });
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the runtime proxy")?;
-        let proxy_port = listener.local_addr()?.port();
-        let app = axum::Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next_event))
-            .fallback(forward)
-            .with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         let poller = tokio::spawn(pull_events(shared.clone()));
 
-        let mut vars = base_env(bin_name, proxy_port, memory);
+        let mut vars = base_env(bin_name, memory);
         vars.extend(
             env.iter()
                 .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())),
@@ -302,22 +476,61 @@ impl FunctionHarness {
             options,
             shared,
             emulator_url,
-            proxy_port,
             http: reqwest::Client::new(),
             log_path: paths::new_log_path(bin_name)?,
             emulator,
             emulator_log,
-            tasks: vec![server, poller],
+            tasks: vec![poller],
             process: tokio::sync::Mutex::new(None),
         };
         harness.spawn().await?;
         Ok(harness)
     }
 
-    /// Invokes the function synchronously (`RequestResponse`) with `payload` as the event.
+    /// Invokes the function synchronously (`RequestResponse`) with `payload` as the event. While
+    /// no function process runs (killed or exited, not restarted yet), the invocation waits for
+    /// [`FunctionHarness::restart`]; if the process it was sent to dies, it fails with
+    /// [`InvokeError::Crashed`].
     pub async fn invoke<P: Serialize + ?Sized>(&self, payload: &P) -> Result<Value, InvokeError> {
-        let body = serde_json::to_vec(payload)
+        self.invoke_with(payload, false).await
+    }
+
+    /// Like [`FunctionHarness::invoke`], but fails at once with [`InvokeError::Crashed`] while no
+    /// function process runs instead of waiting for a restart: for an event source whose poll
+    /// races a kill (the restart comes after the poll), a kill just before the invocation is
+    /// like one during it.
+    pub async fn invoke_if_running<P: Serialize + ?Sized>(
+        &self,
+        payload: &P,
+    ) -> Result<Value, InvokeError> {
+        self.invoke_with(payload, true).await
+    }
+
+    async fn invoke_with<P: Serialize + ?Sized>(
+        &self,
+        payload: &P,
+        only_if_running: bool,
+    ) -> Result<Value, InvokeError> {
+        let payload = serde_json::to_vec(payload)
             .map_err(|e| InvokeError::Transport(format!("payload: {e}")))?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        {
+            let mut queue = self.shared.queue.lock().expect("queue lock");
+            if only_if_running && !queue.running {
+                return Err(InvokeError::Crashed {
+                    error_message: format!(
+                        "{} has no running process (killed or exited, not restarted)",
+                        self.name
+                    ),
+                });
+            }
+            queue.invocations.insert(id.clone(), None);
+        }
+        let _under_way = UnderWay {
+            shared: self.shared.clone(),
+            id: id.clone(),
+        };
+        let body = wrap_payload(&id, &payload);
         let url = format!(
             "{}/2015-03-31/functions/{}/invocations",
             self.emulator_url, self.name
@@ -363,6 +576,8 @@ impl FunctionHarness {
                     )))
                 } else if error_type == "Runtime.ExitError" {
                     Err(InvokeError::Crashed { error_message })
+                } else if error_type == PROXY_ERROR {
+                    Err(InvokeError::Transport(error_message))
                 } else {
                     Err(InvokeError::Function {
                         error_type,
@@ -384,15 +599,20 @@ impl FunctionHarness {
     }
 
     /// SIGKILLs the function process (crash injection) and waits until it is gone; its
-    /// in-flight invocation fails with [`InvokeError::Crashed`]. Invocations sent afterwards
-    /// wait for [`FunctionHarness::restart`].
+    /// in-flight invocations fail with [`InvokeError::Crashed`]: every [`invoke`] under way,
+    /// whether the process had taken its event yet or not. Invocations sent afterwards wait for
+    /// [`FunctionHarness::restart`] (see [`FunctionHarness::invoke_if_running`]).
+    ///
+    /// [`invoke`]: FunctionHarness::invoke
     pub async fn kill(&self) {
         let mut process = self.process.lock().await;
         if let Some(proc) = process.take() {
-            self.retire(&proc);
+            let status = "signal: 9 (SIGKILL)";
+            let queued = self.shared.retire(proc.generation, status);
             if proc.exited.borrow().is_none() {
                 sigkill(proc.pid);
             }
+            self.shared.fail_exited(queued, status).await;
             let mut exited = proc.exited.clone();
             let _ = exited.wait_for(Option::is_some).await;
         }
@@ -433,7 +653,8 @@ impl FunctionHarness {
         &self.emulator_url
     }
 
-    /// The function's environment (without the per-process `AWS_LAMBDA_LOG_STREAM_NAME`).
+    /// The function's environment (without the per-process `AWS_LAMBDA_RUNTIME_API` and
+    /// `AWS_LAMBDA_LOG_STREAM_NAME`).
     pub fn env(&self) -> &[(String, String)] {
         &self.env
     }
@@ -445,17 +666,6 @@ impl FunctionHarness {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// Makes events go only to a process started after this call.
-    fn retire(&self, proc: &Proc) {
-        let _in_flight = self.shared.in_flight.lock().expect("in_flight lock");
-        let _ = self.shared.generation.compare_exchange(
-            proc.generation,
-            proc.generation + 1,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
     }
 
     async fn spawn(&self) -> anyhow::Result<()> {
@@ -471,18 +681,36 @@ impl FunctionHarness {
             self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1
         };
         let mut polled = self.shared.polled.subscribe();
+        // This process's own Runtime API port (see the module docs).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the runtime proxy")?;
+        let api_port = listener.local_addr()?.port();
+        let app = axum::Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next_event))
+            .fallback(forward)
+            .with_state(ProcessApi {
+                shared: self.shared.clone(),
+                generation,
+            });
+        let server = AbortOnDrop(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }));
         let mut command = Command::new(&self.bin);
         command
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         let stream = format!("{}/[$LATEST]{}", today(), uuid::Uuid::new_v4().simple());
         command
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{api_port}"))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", stream)
             .current_dir(paths::workspace_root());
         let mut child = spawn_logged(&mut command, &self.log_path)?;
         let pid = child
             .id()
             .ok_or_else(|| anyhow!("{} exited at once", self.name))?;
+        // Before the monitor starts: its retire when the process exits must come after this.
+        self.shared.queue.lock().expect("queue lock").running = true;
 
         let (exited_tx, exited) = watch::channel(None);
         let shared = self.shared.clone();
@@ -493,6 +721,8 @@ impl FunctionHarness {
             };
             shared.process_exited(generation, &status).await;
             let _ = exited_tx.send(Some(status));
+            // The port of a process that is gone closes with its monitor.
+            drop(server);
         });
         let proc = Proc {
             pid,
@@ -557,7 +787,6 @@ impl std::fmt::Debug for FunctionHarness {
         f.debug_struct("FunctionHarness")
             .field("name", &self.name)
             .field("emulator_url", &self.emulator_url)
-            .field("proxy_port", &self.proxy_port)
             .field("log_path", &self.log_path)
             .field("emulator_log", &self.emulator_log)
             .finish_non_exhaustive()
@@ -609,7 +838,7 @@ async fn start_emulator(name: &str) -> anyhow::Result<(Child, u16, PathBuf)> {
 }
 
 /// The environment Lambda gives a custom runtime, plus the local stack's AWS variables.
-fn base_env(name: &str, proxy_port: u16, memory_mb: u64) -> Vec<(String, String)> {
+fn base_env(name: &str, memory_mb: u64) -> Vec<(String, String)> {
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     for key in ["PATH", "HOME"] {
         if let Ok(value) = std::env::var(key) {
@@ -619,11 +848,6 @@ fn base_env(name: &str, proxy_port: u16, memory_mb: u64) -> Vec<(String, String)
     let set = |vars: &mut BTreeMap<String, String>, k: &str, v: &str| {
         vars.insert(k.to_owned(), v.to_owned());
     };
-    set(
-        &mut vars,
-        "AWS_LAMBDA_RUNTIME_API",
-        &format!("127.0.0.1:{proxy_port}"),
-    );
     set(&mut vars, "AWS_LAMBDA_FUNCTION_NAME", name);
     set(&mut vars, "AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
     set(
@@ -695,21 +919,70 @@ async fn pull_events(shared: Arc<Shared>) {
         else {
             continue;
         };
-        let Ok(body) = response.bytes().await else {
-            continue;
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                // Taken from cargo-lambda but unreadable: no process can run it, so it fails
+                // now rather than waiting for its caller's timeout.
+                let message = format!("RequestId: {request_id} Error: reading the event: {e}");
+                shared.fail(&request_id, PROXY_ERROR, &message).await;
+                continue;
+            }
         };
-        shared.queue.lock().expect("queue lock").push_back(Event {
-            request_id,
-            headers,
-            body,
-        });
-        shared.queued.notify_one();
+        let (invocation, body) = unwrap_payload(body);
+        shared.enqueue(
+            Event {
+                request_id,
+                invocation,
+                headers,
+                body,
+            },
+            false,
+        );
     }
 }
 
+const WRAP_HEAD: &[u8] = b"{\"e2e-harness-invocation\":\"";
+const WRAP_MIDDLE: &[u8] = b"\",\"payload\":";
+/// Length of an invocation id (a simple UUID).
+const INVOCATION_ID_LEN: usize = 32;
+
+/// The payload of [`FunctionHarness::invoke`] call `id` as sent to cargo-lambda: wrapped as
+/// `{"e2e-harness-invocation":"<id>","payload":<payload>}`, so that the proxy knows which call
+/// an event comes from (cargo-lambda passes no header of an invocation on to its event). The
+/// proxy unwraps it: the function gets `payload` byte for byte.
+fn wrap_payload(id: &str, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(payload.len() + 80);
+    body.extend_from_slice(WRAP_HEAD);
+    body.extend_from_slice(id.as_bytes());
+    body.extend_from_slice(WRAP_MIDDLE);
+    body.extend_from_slice(payload);
+    body.push(b'}');
+    body
+}
+
+/// The invocation id and payload of an event body made by [`wrap_payload`]; any other body
+/// (a function URL's event, say) as it is.
+fn unwrap_payload(body: axum::body::Bytes) -> (Option<String>, axum::body::Bytes) {
+    let start = WRAP_HEAD.len() + INVOCATION_ID_LEN + WRAP_MIDDLE.len();
+    if body.len() > start
+        && body.starts_with(WRAP_HEAD)
+        && body[WRAP_HEAD.len() + INVOCATION_ID_LEN..].starts_with(WRAP_MIDDLE)
+        && body.ends_with(b"}")
+        && let Ok(id) = std::str::from_utf8(&body[WRAP_HEAD.len()..][..INVOCATION_ID_LEN])
+    {
+        let id = id.to_owned();
+        return (Some(id), body.slice(start..body.len() - 1));
+    }
+    (None, body)
+}
+
 /// `GET /2018-06-01/runtime/invocation/next` from the function process.
-async fn next_event(State(shared): State<Arc<Shared>>) -> Response {
-    let generation = shared.generation.load(Ordering::SeqCst);
+///
+/// The process's generation comes from the port the request arrived on, never from the current
+/// generation when it arrives: a process being killed may still poll after it was retired.
+async fn next_event(State(api): State<ProcessApi>) -> Response {
+    let ProcessApi { shared, generation } = api;
     shared.polled.send_if_modified(|g| {
         let newer = *g < generation;
         if newer {
@@ -719,7 +992,7 @@ async fn next_event(State(shared): State<Arc<Shared>>) -> Response {
     });
     let event = loop {
         let notified = shared.queued.notified();
-        if let Some(event) = shared.queue.lock().expect("queue lock").pop_front() {
+        if let Some(event) = shared.queue.lock().expect("queue lock").events.pop_front() {
             break event;
         }
         notified.await;
@@ -729,8 +1002,7 @@ async fn next_event(State(shared): State<Arc<Shared>>) -> Response {
         if shared.generation.load(Ordering::SeqCst) != generation {
             // This poller's process was killed or replaced: the event waits for the next one.
             drop(in_flight);
-            shared.queue.lock().expect("queue lock").push_front(event);
-            shared.queued.notify_one();
+            shared.enqueue(event, true);
             return Response::builder()
                 .status(StatusCode::GONE)
                 .body(Body::empty())
@@ -756,65 +1028,86 @@ async fn next_event(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// Every other Runtime API call (`/response`, `/error`, `/init/error`) goes to cargo-lambda.
-async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+///
+/// The invocation stays in flight (failed with `Runtime.ExitError` if its process dies) until
+/// its result has been read whole; from then on a task of its own sends it, which the function
+/// process dying meanwhile cannot cancel (hyper drops this handler when the connection closes).
+async fn forward(State(api): State<ProcessApi>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    if let Some(rest) = path.strip_prefix("/2018-06-01/runtime/invocation/")
-        && let Some((id, _)) = rest.split_once('/')
-    {
-        shared.in_flight.lock().expect("in_flight lock").remove(id);
-    }
     let Ok(body) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
         return Response::builder()
             .status(StatusCode::BAD_REQUEST)
             .body(Body::empty())
             .expect("response");
     };
-    let query = parts
+    let shared = api.shared;
+    let path_and_query = parts
         .uri
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    let mut upstream = shared.client.request(
-        parts.method.clone(),
-        format!("{}{path}{query}", shared.upstream),
-    );
-    for (k, v) in &parts.headers {
-        if k != "host" && k != "content-length" && k != "transfer-encoding" {
-            upstream = upstream.header(k.as_str(), v.as_bytes());
-        }
-    }
-    if !body.is_empty() {
-        // Chunked, so that cargo-lambda sees the end of a result it reads after answering
-        // (see the module docs); hyper then frames the buffered body as chunks.
-        upstream = upstream.header("transfer-encoding", "chunked");
-    }
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let path = parts.uri.path().to_owned();
     let is_result = path.ends_with("/response") || path.ends_with("/error");
-    match upstream.body(body).send().await {
-        // Lambda accepts a result even when its invoker has gone (e.g. an invoke that timed
-        // out); cargo-lambda answers 500 then, which would make the runtime exit.
-        Ok(answer) if is_result && !answer.status().is_success() => Response::builder()
-            .status(StatusCode::ACCEPTED)
-            .body(Body::empty())
-            .expect("response"),
-        Ok(answer) => {
-            let status =
-                StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let bytes = answer.bytes().await.unwrap_or_default();
-            Response::builder()
-                .status(status)
-                .body(Body::from(bytes))
-                .expect("response")
+    let send = tokio::spawn(async move {
+        if let Some(rest) = path.strip_prefix("/2018-06-01/runtime/invocation/")
+            && let Some((id, _)) = rest.split_once('/')
+        {
+            shared.in_flight.lock().expect("in_flight lock").remove(id);
         }
-        Err(e) => Response::builder()
+        match shared
+            .send_upstream(parts.method, &path_and_query, &parts.headers, body)
+            .await
+        {
+            // Lambda accepts a result even when its invoker has gone (e.g. an invoke that
+            // timed out); cargo-lambda answers 500 then, which would make the runtime exit.
+            Ok(answer) if is_result && !answer.status().is_success() => Response::builder()
+                .status(StatusCode::ACCEPTED)
+                .body(Body::empty())
+                .expect("response"),
+            Ok(answer) => {
+                let status = StatusCode::from_u16(answer.status().as_u16())
+                    .unwrap_or(StatusCode::BAD_GATEWAY);
+                let bytes = answer.bytes().await.unwrap_or_default();
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(bytes))
+                    .expect("response")
+            }
+            Err(e) => {
+                eprintln!("{} runtime proxy: {path}: {e}", shared.name);
+                Response::builder()
+                    .status(StatusCode::BAD_GATEWAY)
+                    .body(Body::from(format!("{} runtime proxy: {e}", shared.name)))
+                    .expect("response")
+            }
+        }
+    });
+    send.await.unwrap_or_else(|e| {
+        Response::builder()
             .status(StatusCode::BAD_GATEWAY)
-            .body(Body::from(format!("{} runtime proxy: {e}", shared.name)))
-            .expect("response"),
-    }
+            .body(Body::from(format!("runtime proxy: {e}")))
+            .expect("response")
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn wrapped_payloads_come_back_byte_for_byte() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        for payload in [&b"{}"[..], b"{\"a\": [1, 2]}", b"null", b"\"}\""] {
+            let wrapped = super::wrap_payload(&id, payload);
+            let value: serde_json::Value = serde_json::from_slice(&wrapped).unwrap();
+            assert_eq!(value["e2e-harness-invocation"], id.as_str());
+            let (got, body) = super::unwrap_payload(wrapped.into());
+            assert_eq!(got.as_deref(), Some(id.as_str()));
+            assert_eq!(&body[..], payload);
+        }
+        let event = axum::body::Bytes::from_static(b"{\"version\":\"2.0\"}");
+        let (got, body) = super::unwrap_payload(event.clone());
+        assert_eq!((got, body), (None, event));
+    }
+
     #[test]
     fn log_stream_dates_are_civil_dates() {
         let today = super::today();

@@ -2,13 +2,13 @@
 //! the Lambda harness running a real binary (the test-only `echo-lambda`) behind cargo-lambda.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ProjectionType, TimeToLiveStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
 use e2e::{
-    FunctionHarness, HttpApiGateway, InvokeError, LocalStack, SqsEventSource, provision,
-    unique_prefix,
+    FunctionHarness, HarnessOptions, HttpApiGateway, InvokeError, LocalStack, SqsEventSource,
+    provision, unique_prefix,
 };
 use serde_json::{Value, json};
 
@@ -566,4 +566,125 @@ async fn bodies_up_to_a_megabyte_get_through_function_urls_and_invocations_both_
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["body"], "//4AYQ==");
     assert_eq!(body["isBase64Encoded"], true);
+}
+
+/// An invocation sent before a kill fails with it even when the process had not taken its
+/// event yet (it was busy with another): it never runs on the next process. While no process
+/// runs, `invoke_if_running` (what the SQS event source uses, so that a poll racing a kill ends
+/// before the restart) fails at once, where `invoke` waits for the restart.
+#[tokio::test]
+async fn invocations_waiting_for_a_killed_process_fail_with_it() {
+    let harness = Arc::new(echo(&[]).await);
+    let call = |payload: Value| {
+        let harness = harness.clone();
+        tokio::spawn(async move { harness.invoke(&payload).await })
+    };
+    let busy = call(json!({"sleep_ms": 10_000}));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = call(json!({"sleep_ms": 4_000, "n": "waiting"}));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    harness.kill().await;
+    for (what, call) in [("busy", busy), ("waiting", waiting)] {
+        let err = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer"))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(err, InvokeError::Crashed { .. }),
+            "{what}: {err:?}"
+        );
+    }
+
+    let err = tokio::time::timeout(
+        Duration::from_secs(2),
+        harness.invoke_if_running(&json!({"n": 1})),
+    )
+    .await
+    .expect("fails at once")
+    .unwrap_err();
+    assert!(matches!(err, InvokeError::Crashed { .. }), "{err:?}");
+
+    harness.restart().await.unwrap();
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(10), harness.invoke(&json!({"n": 2})))
+        .await
+        .expect("answer")
+        .unwrap();
+    assert_eq!(out["echo"]["n"], 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the new process ran the failed invocation first: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        harness.invoke_if_running(&json!({"n": 3})).await.unwrap()["echo"]["n"],
+        3
+    );
+}
+
+/// A function killed at any moment of an invocation (waiting for its event, running, or sending
+/// its result) ends that invocation within seconds: with its result, or with `Runtime.ExitError`
+/// as Lambda does; never by the invoke timeout. Races once left an invocation held by no
+/// process: a process being killed polled again after it was retired and was handed the next
+/// event under the retired generation; a result forwarded while its process died was dropped
+/// with the proxy's handler; an event that reached the proxy just after the kill waited for a
+/// restart. Results are large at times, so that kills also land while one is on its way through
+/// the proxy. `KILL_STRESS_ITERATIONS` (default 200) scales it up;
+/// `SOAK_SEED` replays a run.
+#[tokio::test]
+async fn every_invocation_ends_promptly_however_its_function_is_killed() {
+    let options = HarnessOptions {
+        invoke_timeout: Duration::from_secs(5),
+        ..HarnessOptions::default()
+    };
+    let harness = Arc::new(
+        FunctionHarness::start_with("echo-lambda", &[] as &[(&str, &str)], options)
+            .await
+            .expect("echo-lambda starts"),
+    );
+    let seed = e2e::chaos::seed();
+    let mut rng = e2e::chaos::Rng(seed);
+    let iterations = e2e::chaos::env_num("KILL_STRESS_ITERATIONS", 200.0) as usize;
+    let pad = "x".repeat(256 * 1024);
+    let started = Instant::now();
+    let (mut answered, mut crashed) = (0, 0);
+    for i in 0..iterations {
+        let payload = json!({
+            "i": i,
+            "sleep_ms": rng.below(10),
+            "pad": if rng.below(2) == 0 { pad.as_str() } else { "" },
+        });
+        let call = tokio::spawn({
+            let harness = harness.clone();
+            async move { harness.invoke(&payload).await }
+        });
+        // At once at times: the process may not have polled again since its last invocation.
+        if rng.below(3) > 0 {
+            tokio::time::sleep(Duration::from_millis(rng.below(25))).await;
+        }
+        harness.kill().await;
+        // An event not yet handed out goes to the next process.
+        harness.restart().await.expect("restart");
+        let result = tokio::time::timeout(Duration::from_secs(8), call)
+            .await
+            .unwrap_or_else(|_| panic!("iteration {i} (SOAK_SEED={seed}): no answer"))
+            .expect("invoke task");
+        match result {
+            Ok(out) => {
+                assert_eq!(out["echo"]["i"], i, "iteration {i} (SOAK_SEED={seed})");
+                answered += 1;
+            }
+            Err(InvokeError::Crashed { .. }) => crashed += 1,
+            Err(e) => panic!(
+                "iteration {i} (SOAK_SEED={seed}): {e}; log {}",
+                harness.log_path().display()
+            ),
+        }
+    }
+    eprintln!(
+        "{iterations} kills in {:.1}s: {answered} answered, {crashed} Runtime.ExitError (SOAK_SEED={seed})",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(crashed > 0, "some kills landed mid-invocation");
 }
