@@ -97,18 +97,17 @@ impl Ctx {
     /// "Sync now" for the mailboxes, then lets the event source run the worker until the queue
     /// is empty (failed jobs stay invisible until their visibility timeout).
     async fn sync_now(&self, keys: &[MailboxKey]) -> Vec<e2e::Batch> {
-        let jobs: Vec<SyncJob> = keys
-            .iter()
-            .map(|k| SyncJob::single(k.clone(), true))
-            .collect();
-        let report = outlook_core::sync::dispatch::enqueue(
-            &self.sqs,
-            &self.world.resources.sync_queue_url,
-            &jobs,
-        )
-        .await;
-        assert_eq!(report.failed, 0);
-        self.source.drain(&self.sync, 20).await.unwrap()
+        self.sync_now_with(&self.sync, keys).await
+    }
+
+    /// [`Ctx::sync_now`], run by `function` (a worker of the test's own).
+    async fn sync_now_with(
+        &self,
+        function: &FunctionHarness,
+        keys: &[MailboxKey],
+    ) -> Vec<e2e::Batch> {
+        self.world.enqueue_sync(keys.iter().cloned()).await.unwrap();
+        self.source.drain(function, 20).await.unwrap()
     }
 
     /// Everything handed to rule evaluation so far (consumed from the rules queue).
@@ -898,19 +897,6 @@ async fn the_dispatcher_packs_due_mailboxes_into_few_jobs_and_each_is_synced_onc
     }
 }
 
-/// "Sync now" for the mailboxes, run by `function` (a worker of the test's own).
-async fn sync_now_with(ctx: &Ctx, function: &FunctionHarness, keys: &[MailboxKey]) {
-    let jobs: Vec<SyncJob> = keys
-        .iter()
-        .map(|k| SyncJob::single(k.clone(), true))
-        .collect();
-    let report =
-        outlook_core::sync::dispatch::enqueue(&ctx.sqs, &ctx.world.resources.sync_queue_url, &jobs)
-            .await;
-    assert_eq!(report.failed, 0);
-    ctx.source.drain(function, 20).await.unwrap();
-}
-
 /// Secrets Manager `GetSecretValue` calls counted since `before`.
 fn secret_reads(
     counter: &e2e::AwsCallCounter,
@@ -949,9 +935,9 @@ async fn a_new_client_secret_reaches_the_running_worker_and_an_expired_one_is_no
         .await
         .unwrap();
     let keys = ctx.mailbox_keys(&integration).await;
-    sync_now_with(&ctx, &sync, &keys).await;
+    ctx.sync_now_with(&sync, &keys).await;
     ctx.world.deliver(&ops, vec![mail("Before")]).await.unwrap();
-    sync_now_with(&ctx, &sync, &keys).await;
+    ctx.sync_now_with(&sync, &keys).await;
     assert_eq!(ctx.take_handed_on().await.len(), 1);
 
     // The app's client secret expires; an hour later the worker's cached token has expired too.
@@ -965,7 +951,7 @@ async fn a_new_client_secret_reaches_the_running_worker_and_an_expired_one_is_no
         .unwrap();
     let reads = counter.snapshot();
     let seq = ctx.world.last_request_seq().await.unwrap();
-    sync_now_with(&ctx, &sync, &keys).await;
+    ctx.sync_now_with(&sync, &keys).await;
     let current = ctx.integration(&integration).await;
     assert_eq!(current.status, IntegrationStatus::AdminActionRequired);
     assert_eq!(
@@ -1003,7 +989,7 @@ async fn a_new_client_secret_reaches_the_running_worker_and_an_expired_one_is_no
         .unwrap();
     let reads = counter.snapshot();
     let seq = ctx.world.last_request_seq().await.unwrap();
-    sync_now_with(&ctx, &sync, &keys).await;
+    ctx.sync_now_with(&sync, &keys).await;
     let current = ctx.integration(&integration).await;
     assert_eq!(
         current.status,
@@ -1051,7 +1037,7 @@ async fn a_new_client_secret_reaches_the_running_worker_and_an_expired_one_is_no
     let mut reads_per_try = Vec::new();
     let try_once = async || {
         let before = counter.snapshot();
-        sync_now_with(&ctx, &sync, &keys).await;
+        ctx.sync_now_with(&sync, &keys).await;
         secret_reads(&counter, &before)
     };
     while secret_reads(&counter, &reads) < burst && started.elapsed().as_secs() < 20 {
